@@ -1,0 +1,173 @@
+//! iMark's HTTP API: a thin axum shell around `imark-core`.
+
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use imark_core::auth::TokenKeys;
+use imark_core::cache::Cache;
+use imark_core::config::Config;
+use imark_core::crypto::{ApiKeyHasher, MasterKeys};
+use imark_core::db;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::error::ApiError;
+use crate::openapi::ApiDoc;
+use crate::state::AppState;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Every documented route, with its OpenAPI description.
+pub fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::token::router())
+        .merge(routes::me::router())
+        .merge(routes::tenants::router())
+        .merge(routes::stores::router())
+        .merge(routes::keys::router())
+        .merge(routes::truemark::router())
+        .merge(routes::health::router())
+}
+
+/// The whole application: routes, the error fallbacks and the middleware stack.
+pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Router {
+    let (routes, _) = api_router().split_for_parts();
+    routes
+        .route("/openapi.yaml", axum::routing::get(openapi::serve_yaml))
+        .fallback(|| async { ApiError::route_not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            deadline(request, next, request_timeout)
+        }))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "an internal error occurred",
+            )
+            .into_response()
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-api-key"),
+            header::COOKIE,
+        ]))
+}
+
+fn request_span(request: &Request) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        http.method = %request.method(),
+        http.route = route,
+        request_id,
+        role = tracing::field::Empty,
+        tenant.id = tracing::field::Empty,
+        store.id = tracing::field::Empty,
+    )
+}
+
+/// Answers 503 in the one error shape when a request outlives `limit`.
+async fn deadline(request: Request, next: Next, limit: Duration) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the request took too long; retry it",
+        )
+        .into_response(),
+    }
+}
+
+impl AppState {
+    /// Connects to Postgres and Redis and prepares the keys, as configured.
+    pub async fn connect(config: &Config) -> anyhow::Result<Self> {
+        let db = db::connect(&config.database_url)
+            .await
+            .context("connecting to Postgres (IMARK_DATABASE_URL)")?;
+        if config.migrate_on_start {
+            db::migrate(&db).await.context("migrating the database")?;
+        }
+        let cache = Cache::connect(&config.redis_url, config.redis_prefix.clone())
+            .await
+            .context("connecting to Redis (IMARK_REDIS_URL)")?;
+        let tokens = TokenKeys::new(&config.jwt_keys, config.jwt_ttl).context("IMARK_JWT_KEYS")?;
+        Ok(Self {
+            db,
+            cache,
+            tokens: Arc::new(tokens),
+            hasher: ApiKeyHasher::new(config.api_key_pepper.clone()),
+            master_keys: MasterKeys::new(config.master_keys.clone()),
+            platform_key: config.platform_key.clone(),
+        })
+    }
+}
+
+/// The API, connected and migrated, ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    app: Router,
+}
+
+impl Server {
+    /// Connects to Postgres and Redis, migrates when configured, and builds the routes.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let state = AppState::connect(config).await?;
+        let app = app(state, config.body_limit_bytes, config.request_timeout);
+        Ok(Self { app })
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then drains in-flight requests.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(addr = %listener.local_addr()?, "listening");
+        axum::serve(listener, self.app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")
+    }
+}
+
+/// Builds the API from `config` and serves it on `listener` until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    Server::build(&config).await?.serve(listener, shutdown).await
+}

@@ -1,0 +1,20 @@
+//! One module per resource; each owns its routes.
+
+pub mod health;
+pub mod keys;
+pub mod me;
+pub mod stores;
+pub mod tenants;
+pub mod token;
+pub mod truemark;
+
+use serde::{Deserialize, Deserializer};
+
+/// For PATCH bodies: an absent field is `None`, `null` is `Some(None)`, a value is `Some(Some(_))`.
+pub(crate) fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}

@@ -1,0 +1,194 @@
+//! `/tenants`: the platform operator onboards organisations.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use imark_core::auth::Role;
+use imark_core::ids::Status;
+use imark_core::keys::IssuedKey;
+use imark_core::tenants::{self, OnboardedTenant, Tenant, TenantChanges};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::nullable;
+use crate::error::ApiError;
+use crate::error::responses::{Unauthorized, Forbidden, NotFound, Unprocessable};
+use crate::extract::{Caller, Json, Path, Query};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_tenant, list_tenants))
+        .routes(routes!(get_tenant, update_tenant))
+        .routes(routes!(issue_hq_key))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "ООО «Ромашка»", "inn": "7701234567"}))]
+pub struct CreateTenant {
+    /// The organisation's name, 1 to 200 characters.
+    pub name: String,
+    /// The organisation's ИНН: 10 or 12 digits.
+    #[serde(default)]
+    pub inn: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub inn: Option<Option<String>>,
+    /// `disabled` stops every token of the tenant's keys at once.
+    #[serde(default)]
+    pub status: Option<Status>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewHqKey {
+    /// A label for the key, e.g. who holds it.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    /// At most this many items, 1 to 500; 100 by default.
+    pub limit: Option<u64>,
+    /// Skip this many items.
+    pub offset: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantList {
+    pub items: Vec<Tenant>,
+}
+
+/// Creates a tenant and its first HQ admin key (platform operator).
+///
+/// The key is shown once, in this answer.
+#[utoipa::path(post, path = "/tenants", tag = "tenants", security(("bearer" = [])),
+    request_body = CreateTenant,
+    responses(
+        (status = 201, description = "Created, with the first HQ key", body = OnboardedTenant),
+        Unauthorized,
+        Forbidden,
+        Unprocessable,
+    ))]
+async fn create_tenant(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Json(body): Json<CreateTenant>,
+) -> Result<(StatusCode, Json<OnboardedTenant>), ApiError> {
+    caller.require(&[Role::Platform])?;
+    let onboarded =
+        tenants::create(&state.db, &state.hasher, &body.name, body.inn.as_deref()).await?;
+    tracing::info!(tenant.id = %onboarded.tenant.id, "tenant created");
+    Ok((StatusCode::CREATED, Json(onboarded)))
+}
+
+/// Lists tenants, oldest first (platform operator).
+#[utoipa::path(get, path = "/tenants", tag = "tenants", security(("bearer" = [])),
+    params(Page),
+    responses(
+        (status = 200, description = "The tenants", body = TenantList),
+        Unauthorized,
+        Forbidden,
+    ))]
+async fn list_tenants(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Query(page): Query<Page>,
+) -> Result<Json<TenantList>, ApiError> {
+    caller.require(&[Role::Platform])?;
+    let limit = page_limit(page.limit)?;
+    let items = tenants::list(&state.db, limit, page.offset.unwrap_or(0)).await?;
+    Ok(Json(TenantList { items }))
+}
+
+/// One tenant (platform operator).
+#[utoipa::path(get, path = "/tenants/{tenant_id}", tag = "tenants", security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The tenant", body = Tenant),
+        Unauthorized,
+        Forbidden,
+        NotFound,
+    ))]
+async fn get_tenant(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Tenant>, ApiError> {
+    caller.require(&[Role::Platform])?;
+    Ok(Json(tenants::get(&state.db, id).await?))
+}
+
+/// Renames, re-numbers, disables or re-enables a tenant (platform operator).
+#[utoipa::path(patch, path = "/tenants/{tenant_id}", tag = "tenants", security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path)),
+    request_body = UpdateTenant,
+    responses(
+        (status = 200, description = "The tenant", body = Tenant),
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        Unprocessable,
+    ))]
+async fn update_tenant(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<UpdateTenant>,
+) -> Result<Json<Tenant>, ApiError> {
+    caller.require(&[Role::Platform])?;
+    let changes = TenantChanges {
+        name: body.name,
+        inn: body.inn,
+        status: body.status,
+    };
+    Ok(Json(tenants::update(&state.db, id, changes).await?))
+}
+
+/// Issues another HQ admin key for a tenant, e.g. when the first was lost (platform operator).
+#[utoipa::path(post, path = "/tenants/{tenant_id}/keys", tag = "tenants",
+    security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path)),
+    request_body = NewHqKey,
+    responses(
+        (status = 201, description = "The new key, shown once", body = IssuedKey),
+        Unauthorized,
+        Forbidden,
+        NotFound,
+    ))]
+async fn issue_hq_key(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<NewHqKey>,
+) -> Result<(StatusCode, Json<IssuedKey>), ApiError> {
+    caller.require(&[Role::Platform])?;
+    let name = body.name.as_deref().unwrap_or("HQ key");
+    let issued = tenants::issue_hq_key(&state.db, &state.hasher, id, name).await?;
+    Ok((StatusCode::CREATED, Json(issued)))
+}
+
+/// Checks a page size: 1 to 500, 100 when absent.
+pub(crate) fn page_limit(limit: Option<u64>) -> Result<u64, ApiError> {
+    match limit.unwrap_or(100) {
+        limit @ 1..=500 => Ok(limit),
+        _ => Err(ApiError::bad_request(
+            "invalid_parameter",
+            "limit must be between 1 and 500",
+        )),
+    }
+}

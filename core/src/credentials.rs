@@ -1,0 +1,274 @@
+//! ЧЗ credentials: the tenant's True API key, discovery URL and region, with optional per-store
+//! overrides for franchisees that are legal entities of their own. Keys are sealed at rest and
+//! never leave iMark except towards ЧЗ.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use entities::truemark_credentials as credentials;
+use sea_orm::{
+    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, DatabaseConnection,
+    EntityTrait as _, QueryFilter as _,
+};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Serialize;
+use url::Url;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::crypto::{MasterKeys, Sealed};
+use crate::error::{Error, Result, is_unique_violation};
+use crate::ids::utc;
+
+/// ЧЗ's production discovery URL.
+pub const DEFAULT_BASE_URL: &str = "https://cdn.crpt.ru";
+/// The region of a tenant that names none.
+pub const DEFAULT_REGION: &str = "default";
+
+/// Settings to store for the tenant, or for one store when `store_id` is set.
+#[derive(Debug)]
+pub struct NewCredentials {
+    pub store_id: Option<Uuid>,
+    pub api_key: SecretString,
+    pub base_url: Option<String>,
+    pub region: Option<String>,
+    pub key_expires_on: Option<NaiveDate>,
+}
+
+/// Stored settings as they may be shown: the key masked.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CredentialsView {
+    pub base_url: String,
+    pub region: String,
+    /// The key's last four characters, e.g. `••••7f3a`.
+    pub api_key_masked: String,
+    pub key_expires_on: Option<NaiveDate>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Where the settings in force for a store come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Tenant,
+    Store,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EffectiveView {
+    pub source: Source,
+    #[serde(flatten)]
+    pub settings: CredentialsView,
+}
+
+/// The tenant's settings, a store's override and what is in force for that store.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SettingsView {
+    pub tenant: Option<CredentialsView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_id: Option<Uuid>,
+    pub store_override: Option<CredentialsView>,
+    /// What a check for this store uses; `null` when nothing is configured.
+    pub effective: Option<EffectiveView>,
+}
+
+/// The credentials a check uses, with the key opened.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub base_url: Url,
+    pub region: String,
+    pub api_key: SecretString,
+    pub key_expires_on: Option<NaiveDate>,
+}
+
+/// Stores (or replaces) the tenant's settings or a store's override.
+pub async fn put(
+    db: &DatabaseConnection,
+    master: &MasterKeys,
+    tenant_id: Uuid,
+    new: NewCredentials,
+) -> Result<CredentialsView> {
+    let api_key = api_key(&new.api_key)?;
+    let base_url = base_url(new.base_url.as_deref())?;
+    let region = region(new.region.as_deref())?;
+    let sealed = master
+        .seal(api_key, &context(tenant_id, new.store_id))
+        .map_err(Error::internal)?;
+    let last4: String = {
+        let chars: Vec<char> = api_key.chars().collect();
+        chars[chars.len().saturating_sub(4)..].iter().collect()
+    };
+
+    let existing = find(db, tenant_id, new.store_id).await?;
+    let is_new = existing.is_none();
+    let mut model = match existing {
+        Some(model) => credentials::ActiveModel::from(model),
+        None => credentials::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(tenant_id),
+            store_id: Set(new.store_id),
+            ..Default::default()
+        },
+    };
+    model.base_url = Set(base_url.as_str().trim_end_matches('/').to_owned());
+    model.region = Set(region);
+    model.key_ciphertext = Set(sealed.ciphertext);
+    model.key_nonce = Set(sealed.nonce);
+    model.master_key_id = Set(sealed.key_id);
+    model.key_last4 = Set(last4);
+    model.key_expires_on = Set(new.key_expires_on);
+    model.updated_at = Set(Utc::now().into());
+    let saved = if is_new {
+        model.insert(db).await
+    } else {
+        model.update(db).await
+    };
+    let saved = saved.map_err(|e| {
+        if is_unique_violation(&e) {
+            Error::conflict("concurrent_update", "the settings changed meanwhile; retry")
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(view(&saved))
+}
+
+/// Removes the tenant's settings or a store's override; removing what is absent is a 404.
+pub async fn delete(db: &DatabaseConnection, tenant_id: Uuid, store_id: Option<Uuid>) -> Result<()> {
+    let model = find(db, tenant_id, store_id)
+        .await?
+        .ok_or(Error::NotFound("ЧЗ settings"))?;
+    credentials::Entity::delete_by_id(model.id).exec(db).await?;
+    Ok(())
+}
+
+/// The settings view for the tenant, and for `store_id` when given.
+pub async fn settings(
+    db: &DatabaseConnection,
+    tenant_id: Uuid,
+    store_id: Option<Uuid>,
+) -> Result<SettingsView> {
+    let tenant = find(db, tenant_id, None).await?.as_ref().map(view);
+    let store_override = match store_id {
+        Some(id) => find(db, tenant_id, Some(id)).await?.as_ref().map(view),
+        None => None,
+    };
+    let effective = match (&store_override, &tenant) {
+        (Some(settings), _) => Some(EffectiveView {
+            source: Source::Store,
+            settings: settings.clone(),
+        }),
+        (None, Some(settings)) => Some(EffectiveView {
+            source: Source::Tenant,
+            settings: settings.clone(),
+        }),
+        (None, None) => None,
+    };
+    Ok(SettingsView {
+        tenant,
+        store_id,
+        store_override,
+        effective,
+    })
+}
+
+/// The credentials in force for a store (its override, else the tenant's), with the key opened.
+pub async fn effective(
+    db: &DatabaseConnection,
+    master: &MasterKeys,
+    tenant_id: Uuid,
+    store_id: Uuid,
+) -> Result<Option<Credentials>> {
+    let model = match find(db, tenant_id, Some(store_id)).await? {
+        Some(model) => model,
+        None => match find(db, tenant_id, None).await? {
+            Some(model) => model,
+            None => return Ok(None),
+        },
+    };
+    let sealed = Sealed {
+        key_id: model.master_key_id.clone(),
+        nonce: model.key_nonce.clone(),
+        ciphertext: model.key_ciphertext.clone(),
+    };
+    let api_key = master
+        .open(&sealed, &context(tenant_id, model.store_id))
+        .map_err(Error::internal)?;
+    let base_url = Url::parse(&model.base_url).map_err(Error::internal)?;
+    Ok(Some(Credentials {
+        base_url,
+        region: model.region,
+        api_key,
+        key_expires_on: model.key_expires_on,
+    }))
+}
+
+async fn find(
+    db: &DatabaseConnection,
+    tenant_id: Uuid,
+    store_id: Option<Uuid>,
+) -> Result<Option<credentials::Model>> {
+    let mut query = credentials::Entity::find().filter(credentials::Column::TenantId.eq(tenant_id));
+    query = match store_id {
+        Some(id) => query.filter(credentials::Column::StoreId.eq(id)),
+        None => query.filter(credentials::Column::StoreId.is_null()),
+    };
+    Ok(query.one(db).await?)
+}
+
+/// What a sealed key is bound to: a key copied to another tenant's or store's row won't open.
+fn context(tenant_id: Uuid, store_id: Option<Uuid>) -> Vec<u8> {
+    let mut context = tenant_id.as_bytes().to_vec();
+    context.extend_from_slice(store_id.unwrap_or_default().as_bytes());
+    context
+}
+
+fn view(model: &credentials::Model) -> CredentialsView {
+    CredentialsView {
+        base_url: model.base_url.clone(),
+        region: model.region.clone(),
+        api_key_masked: format!("••••{}", model.key_last4),
+        key_expires_on: model.key_expires_on,
+        updated_at: utc(model.updated_at),
+    }
+}
+
+fn api_key(key: &SecretString) -> Result<&str> {
+    let key = key.expose_secret().trim();
+    if key.len() < 8 || key.len() > 512 {
+        return Err(Error::invalid("api_key", "must be 8 to 512 characters"));
+    }
+    if key.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(Error::invalid("api_key", "must not contain spaces or control characters"));
+    }
+    Ok(key)
+}
+
+fn base_url(value: Option<&str>) -> Result<Url> {
+    let value = value.map(str::trim).filter(|v| !v.is_empty()).unwrap_or(DEFAULT_BASE_URL);
+    let invalid = |message: &str| Error::invalid("base_url", message);
+    let url = Url::parse(value).map_err(|_| invalid("must be an absolute http(s) URL"))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+        return Err(invalid("must be an absolute http(s) URL"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("must not contain credentials"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("must not have a query or a fragment"));
+    }
+    Ok(url)
+}
+
+fn region(value: Option<&str>) -> Result<String> {
+    let value = value.map(str::trim).filter(|v| !v.is_empty()).unwrap_or(DEFAULT_REGION);
+    let valid = value.len() <= 32
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        return Err(Error::invalid(
+            "region",
+            "must be 1 to 32 characters from a-z, 0-9 and '-'",
+        ));
+    }
+    Ok(value.to_owned())
+}

@@ -1,0 +1,18 @@
+//! iMark's domain on Postgres and Redis. `api` and `worker` are thin shells around it.
+
+pub mod auth;
+pub mod cache;
+pub mod config;
+pub mod credentials;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod ids;
+pub mod keys;
+pub mod principal;
+pub mod shutdown;
+pub mod stores;
+pub mod telemetry;
+pub mod tenants;
+
+pub use error::{Error, Result};

@@ -1,0 +1,8 @@
+//! SeaORM entities of iMark's tables: their shapes, as the migrations create them, and nothing
+//! else. Queries and rules live in `imark-core`.
+
+pub mod api_key_stores;
+pub mod api_keys;
+pub mod stores;
+pub mod tenants;
+pub mod truemark_credentials;

@@ -1,0 +1,16 @@
+//! iMark's database migrations, run by the same migrator at start-up, by `imark-api migrate` and
+//! in tests.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261203_000001_tenancy;
+
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261203_000001_tenancy::Migration)]
+    }
+}

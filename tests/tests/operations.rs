@@ -1,0 +1,53 @@
+//! Probes, the published contract and the request id.
+
+use imark_tests::TestApp;
+
+#[tokio::test]
+async fn the_committed_openapi_document_matches_the_code() {
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.yaml"))
+        .expect("openapi.yaml is committed at the repository root");
+
+    let generated = imark_api::openapi::yaml();
+
+    assert!(
+        committed == generated,
+        "openapi.yaml is stale: regenerate it with `cargo run -p imark-api -- openapi > openapi.yaml`"
+    );
+}
+
+#[tokio::test]
+async fn the_server_publishes_its_openapi_document() {
+    let app = TestApp::spawn().await;
+
+    let response = app.send(app.http.get(app.url("/openapi.yaml"))).await;
+
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text, imark_api::openapi::yaml());
+    assert!(response.text.starts_with("openapi: 3.1"));
+}
+
+#[tokio::test]
+async fn liveness_and_readiness_report_ok_with_postgres_and_redis_up() {
+    let app = TestApp::spawn().await;
+
+    let alive = app.send(app.http.get(app.url("/healthz"))).await;
+    let ready = app.send(app.http.get(app.url("/readyz"))).await;
+
+    assert_eq!(alive.status, 200);
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["postgres"], "ok");
+    assert_eq!(ready.json()["redis"], "ok");
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_and_an_incoming_one_is_kept() {
+    let app = TestApp::spawn().await;
+
+    let fresh = app.send(app.http.get(app.url("/healthz"))).await;
+    let kept = app
+        .send(app.http.get(app.url("/nowhere")).header("x-request-id", "pos-42-retry-1"))
+        .await;
+
+    assert!(fresh.headers.get("x-request-id").is_some());
+    assert_eq!(kept.headers.get("x-request-id").unwrap(), "pos-42-retry-1");
+}
