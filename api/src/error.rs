@@ -164,18 +164,18 @@ impl IntoResponse for ApiError {
         // Log once, here, at the level of whose fault it was.
         if self.status.is_server_error() {
             let cause = self.source.as_ref().map(|e| format!("{e:#}"));
-            tracing::error!(error.code = self.code, error.message = cause, "request failed");
+            tracing::error!(
+                error.code = self.code,
+                error.message = cause,
+                "request failed"
+            );
         } else {
             tracing::debug!(error.code = self.code, error.detail = %self.detail, "request refused");
         }
 
         let body = Problem {
             kind: format!("urn:imark:problem:{}", self.code),
-            title: self
-                .status
-                .canonical_reason()
-                .unwrap_or("Error")
-                .to_owned(),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
             code: self.code.to_owned(),
             detail: self.detail,
@@ -205,41 +205,56 @@ pub mod responses {
 
     /// 400: a malformed path, query or JSON body.
     #[derive(IntoResponses)]
-    #[response(status = 400, description = "Malformed request: bad JSON, path or query parameter",
-        content_type = "application/problem+json")]
+    #[response(
+        status = 400,
+        description = "Malformed request: bad JSON, path or query parameter",
+        content_type = "application/problem+json"
+    )]
     pub struct BadRequest(#[to_schema] pub Problem);
 
     /// 401: missing, invalid, expired or revoked credentials.
     #[derive(IntoResponses)]
-    #[response(status = 401,
+    #[response(
+        status = 401,
         description = "Missing, invalid, expired or revoked credentials; get a new token",
-        content_type = "application/problem+json")]
+        content_type = "application/problem+json"
+    )]
     pub struct Unauthorized(#[to_schema] pub Problem);
 
     /// 403: the caller's role may not do this.
     #[derive(IntoResponses)]
-    #[response(status = 403, description = "The caller's role may not do this",
-        content_type = "application/problem+json")]
+    #[response(
+        status = 403,
+        description = "The caller's role may not do this",
+        content_type = "application/problem+json"
+    )]
     pub struct Forbidden(#[to_schema] pub Problem);
 
     /// 404: no such resource for this caller.
     #[derive(IntoResponses)]
-    #[response(status = 404,
+    #[response(
+        status = 404,
         description = "No such resource for this caller (other tenants' ids look the same)",
-        content_type = "application/problem+json")]
+        content_type = "application/problem+json"
+    )]
     pub struct NotFound(#[to_schema] pub Problem);
 
     /// 409: the request conflicts with the current state.
     #[derive(IntoResponses)]
-    #[response(status = 409, description = "Conflicts with the current state",
-        content_type = "application/problem+json")]
+    #[response(
+        status = 409,
+        description = "Conflicts with the current state",
+        content_type = "application/problem+json"
+    )]
     pub struct Conflict(#[to_schema] pub Problem);
 
     /// 422: a well-formed body that breaks a rule.
     #[derive(IntoResponses)]
-    #[response(status = 422,
+    #[response(
+        status = 422,
         description = "The body has the wrong shape (`invalid_body`) or breaks a rule \
             (`validation_failed`, with the fields at fault)",
-        content_type = "application/problem+json")]
+        content_type = "application/problem+json"
+    )]
     pub struct Unprocessable(#[to_schema] pub Problem);
 }

@@ -33,17 +33,19 @@ where
                 "send the body as `Content-Type: application/json`",
             ));
         }
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "the body is larger than this server accepts",
-                )
-            } else {
-                ApiError::bad_request("malformed_request", rejection.body_text())
-            }
-        })?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        "the body is larger than this server accepts",
+                    )
+                } else {
+                    ApiError::bad_request("malformed_request", rejection.body_text())
+                }
+            })?;
         // Syntax first, so that broken JSON is never reported as a wrong shape.
         if let Err(e) = serde_json::from_slice::<IgnoredAny>(&bytes) {
             return Err(ApiError::bad_request(
@@ -114,14 +116,22 @@ impl FromRequestParts<AppState> for Caller {
         let principal = match (claims.role, claims.api_key_id()) {
             (Role::Platform, None) if claims.sub == "platform" => Principal::platform(),
             (_, Some(key_id)) => keys::resolve(&state.db, key_id).await?,
-            _ => return Err(ApiError::unauthorized("invalid_token", "the token is not valid")),
+            _ => {
+                return Err(ApiError::unauthorized(
+                    "invalid_token",
+                    "the token is not valid",
+                ));
+            }
         };
         // The token must still describe the key it was issued for.
         if principal.role != claims.role
             || principal.tenant_id != claims.tenant_id
             || principal.store_id != claims.store_id
         {
-            return Err(ApiError::unauthorized("invalid_token", "the token is not valid"));
+            return Err(ApiError::unauthorized(
+                "invalid_token",
+                "the token is not valid",
+            ));
         }
 
         let span = tracing::Span::current();

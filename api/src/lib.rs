@@ -169,5 +169,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    Server::build(&config).await?.serve(listener, shutdown).await
+    Server::build(&config)
+        .await?
+        .serve(listener, shutdown)
+        .await
 }

@@ -8,7 +8,6 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldError, Problem};
 
-
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(

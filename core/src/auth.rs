@@ -244,13 +244,18 @@ mod tests {
             ("k1", "first-secret-first-secret-first-secret"),
         ]);
 
-        assert_eq!(after.verify(&token.access_token).unwrap().role, Role::Platform);
+        assert_eq!(
+            after.verify(&token.access_token).unwrap().role,
+            Role::Platform
+        );
     }
 
     #[test]
     fn a_token_signed_by_a_retired_key_is_refused() {
         let old = keys(&[("k1", "first-secret-first-secret-first-secret")]);
-        let token = old.issue("platform".into(), Role::Platform, None, None).unwrap();
+        let token = old
+            .issue("platform".into(), Role::Platform, None, None)
+            .unwrap();
 
         let new = keys(&[("k2", "second-secret-second-secret-second")]);
 

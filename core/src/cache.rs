@@ -14,7 +14,9 @@ pub struct Cache {
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cache").field("prefix", &self.prefix).finish()
+        f.debug_struct("Cache")
+            .field("prefix", &self.prefix)
+            .finish()
     }
 }
 
@@ -43,7 +45,9 @@ impl Cache {
     /// Whether Redis answers a `PING`.
     pub async fn ping(&self) -> redis::RedisResult<()> {
         let mut connection = self.connection();
-        redis::cmd("PING").query_async::<String>(&mut connection).await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await?;
         Ok(())
     }
 }

@@ -67,7 +67,10 @@ pub enum LogFormat {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{var} is not set: {hint}")]
-    Missing { var: &'static str, hint: &'static str },
+    Missing {
+        var: &'static str,
+        hint: &'static str,
+    },
     #[error("{var} is invalid: {reason}")]
     Invalid { var: &'static str, reason: String },
     #[error("configuration could not be read: {0}")]
@@ -97,7 +100,10 @@ impl Config {
     /// Loads the configuration from the process environment (and the file it may name).
     pub fn from_env() -> Result<Self, ConfigError> {
         let file = std::env::var_os(CONFIG_FILE_VAR).map(PathBuf::from);
-        Self::load(file, config::Environment::with_prefix("IMARK").try_parsing(true))
+        Self::load(
+            file,
+            config::Environment::with_prefix("IMARK").try_parsing(true),
+        )
     }
 
     /// Loads the configuration from an optional file and an environment source; tests pass a
@@ -144,7 +150,12 @@ impl RawConfig {
                 "JWT signing keys as `kid:secret[,kid:secret…]`, the first one signing",
                 SecretEncoding::Text,
             )?,
-            jwt_ttl: seconds(self.jwt_ttl_seconds, 900, "IMARK_JWT_TTL_SECONDS", 60..=86_400)?,
+            jwt_ttl: seconds(
+                self.jwt_ttl_seconds,
+                900,
+                "IMARK_JWT_TTL_SECONDS",
+                60..=86_400,
+            )?,
             master_keys: named_secrets(
                 self.master_keys,
                 "IMARK_MASTER_KEYS",
@@ -229,7 +240,11 @@ fn seconds(
     if !range.contains(&value) {
         return Err(ConfigError::Invalid {
             var,
-            reason: format!("{value} is outside {}..={} seconds", range.start(), range.end()),
+            reason: format!(
+                "{value} is outside {}..={} seconds",
+                range.start(),
+                range.end()
+            ),
         });
     }
     Ok(Duration::from_secs(value))
@@ -280,7 +295,9 @@ fn named_secrets(
             .ok_or_else(|| invalid("each entry must be `id:secret`".to_owned()))?;
         let id_ok = !id.is_empty()
             && id.len() <= 32
-            && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !id_ok {
             return Err(invalid(
                 "an id must be 1 to 32 characters from a-z, A-Z, 0-9, '-' and '_'".to_owned(),
@@ -325,9 +342,18 @@ mod tests {
         HashMap::from([
             ("IMARK_DATABASE_URL", "postgres://u:hunter2@localhost/imark"),
             ("IMARK_REDIS_URL", "redis://127.0.0.1:6379"),
-            ("IMARK_PLATFORM_KEY", "platform-key-platform-key-platform-key"),
-            ("IMARK_JWT_KEYS", "k2:0123456789abcdef0123456789abcdef,k1:abcdefabcdefabcdefabcdefabcdefab"),
-            ("IMARK_MASTER_KEYS", "m1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+            (
+                "IMARK_PLATFORM_KEY",
+                "platform-key-platform-key-platform-key",
+            ),
+            (
+                "IMARK_JWT_KEYS",
+                "k2:0123456789abcdef0123456789abcdef,k1:abcdefabcdefabcdefabcdefabcdefab",
+            ),
+            (
+                "IMARK_MASTER_KEYS",
+                "m1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            ),
             ("IMARK_API_KEY_PEPPER", "pepper-pepper-pepper-pepper-pepper"),
         ])
         .into_iter()
@@ -355,7 +381,12 @@ mod tests {
 
     #[test]
     fn a_missing_setting_names_its_variable() {
-        for var in ["IMARK_DATABASE_URL", "IMARK_JWT_KEYS", "IMARK_MASTER_KEYS", "IMARK_PLATFORM_KEY"] {
+        for var in [
+            "IMARK_DATABASE_URL",
+            "IMARK_JWT_KEYS",
+            "IMARK_MASTER_KEYS",
+            "IMARK_PLATFORM_KEY",
+        ] {
             let mut vars = complete();
             vars.remove(var);
 
@@ -381,7 +412,13 @@ mod tests {
 
         let debug = format!("{config:?}");
 
-        for secret in ["hunter2", "platform-key-platform", "0123456789abcdef", "pepper-pepper", "AAECAwQF"] {
+        for secret in [
+            "hunter2",
+            "platform-key-platform",
+            "0123456789abcdef",
+            "pepper-pepper",
+            "AAECAwQF",
+        ] {
             assert!(!debug.contains(secret), "{secret} leaked in {debug}");
         }
     }

@@ -132,7 +132,11 @@ pub async fn put(
 }
 
 /// Removes the tenant's settings or a store's override; removing what is absent is a 404.
-pub async fn delete(db: &DatabaseConnection, tenant_id: Uuid, store_id: Option<Uuid>) -> Result<()> {
+pub async fn delete(
+    db: &DatabaseConnection,
+    tenant_id: Uuid,
+    store_id: Option<Uuid>,
+) -> Result<()> {
     let model = find(db, tenant_id, store_id)
         .await?
         .ok_or(Error::NotFound("ЧЗ settings"))?;
@@ -237,13 +241,19 @@ fn api_key(key: &SecretString) -> Result<&str> {
         return Err(Error::invalid("api_key", "must be 8 to 512 characters"));
     }
     if key.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(Error::invalid("api_key", "must not contain spaces or control characters"));
+        return Err(Error::invalid(
+            "api_key",
+            "must not contain spaces or control characters",
+        ));
     }
     Ok(key)
 }
 
 fn base_url(value: Option<&str>) -> Result<Url> {
-    let value = value.map(str::trim).filter(|v| !v.is_empty()).unwrap_or(DEFAULT_BASE_URL);
+    let value = value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .unwrap_or(DEFAULT_BASE_URL);
     let invalid = |message: &str| Error::invalid("base_url", message);
     let url = Url::parse(value).map_err(|_| invalid("must be an absolute http(s) URL"))?;
     if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
@@ -259,7 +269,10 @@ fn base_url(value: Option<&str>) -> Result<Url> {
 }
 
 fn region(value: Option<&str>) -> Result<String> {
-    let value = value.map(str::trim).filter(|v| !v.is_empty()).unwrap_or(DEFAULT_REGION);
+    let value = value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .unwrap_or(DEFAULT_REGION);
     let valid = value.len() <= 32
         && value
             .chars()

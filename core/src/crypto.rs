@@ -49,7 +49,8 @@ impl ApiKeyHasher {
     pub fn matches(&self, presented: &str, expected: &SecretString) -> bool {
         let mut mac = self.mac();
         mac.update(presented.as_bytes());
-        mac.verify_slice(&self.digest(expected.expose_secret())).is_ok()
+        mac.verify_slice(&self.digest(expected.expose_secret()))
+            .is_ok()
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -179,7 +180,10 @@ mod tests {
 
         let rotated = MasterKeys::new(vec![key("m2", 2), key("m1", 1)]);
 
-        assert_eq!(rotated.open(&sealed, b"tenant").unwrap().expose_secret(), "chz-key");
+        assert_eq!(
+            rotated.open(&sealed, b"tenant").unwrap().expose_secret(),
+            "chz-key"
+        );
         assert_eq!(rotated.seal("x", b"tenant").unwrap().key_id, "m2");
     }
 
@@ -188,16 +192,24 @@ mod tests {
         let keys = MasterKeys::new(vec![key("m1", 1)]);
         let mut sealed = keys.seal("chz-key", b"tenant-a").unwrap();
 
-        assert!(matches!(keys.open(&sealed, b"tenant-b"), Err(SealError::Tampered)));
+        assert!(matches!(
+            keys.open(&sealed, b"tenant-b"),
+            Err(SealError::Tampered)
+        ));
         sealed.ciphertext[0] ^= 1;
-        assert!(matches!(keys.open(&sealed, b"tenant-a"), Err(SealError::Tampered)));
+        assert!(matches!(
+            keys.open(&sealed, b"tenant-a"),
+            Err(SealError::Tampered)
+        ));
     }
 
     #[test]
     fn a_retired_master_key_is_named_in_the_error() {
         let sealed = MasterKeys::new(vec![key("m1", 1)]).seal("k", b"").unwrap();
 
-        let error = MasterKeys::new(vec![key("m2", 2)]).open(&sealed, b"").unwrap_err();
+        let error = MasterKeys::new(vec![key("m2", 2)])
+            .open(&sealed, b"")
+            .unwrap_err();
 
         assert!(matches!(error, SealError::UnknownKeyId(id) if id == "m1"));
     }

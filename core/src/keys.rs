@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use entities::{api_key_stores, api_keys, stores, tenants};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, ConnectionTrait,
-    DatabaseConnection, EntityTrait as _, QueryFilter as _, QueryOrder as _, TransactionTrait as _,
+    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, ConnectionTrait, DatabaseConnection,
+    EntityTrait as _, QueryFilter as _, QueryOrder as _, TransactionTrait as _,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -138,7 +138,10 @@ async fn check_scope<C: ConnectionTrait>(db: &C, tenant_id: Uuid, scope: &KeySco
         KeyScope::HqAdmin | KeyScope::Auditor(None) => return Ok(()),
         KeyScope::Store(id) => ("store_id", vec![*id]),
         KeyScope::Auditor(Some(ids)) if ids.is_empty() => {
-            return Err(Error::invalid("store_ids", "must name at least one store, or be null"));
+            return Err(Error::invalid(
+                "store_ids",
+                "must name at least one store, or be null",
+            ));
         }
         KeyScope::Auditor(Some(ids)) => ("store_ids", ids.clone()),
     };
@@ -149,7 +152,12 @@ async fn check_scope<C: ConnectionTrait>(db: &C, tenant_id: Uuid, scope: &KeySco
         .await?;
     for id in &wanted {
         match found.iter().find(|s| s.id == *id) {
-            None => return Err(Error::invalid(field, format!("no store {id} in this tenant"))),
+            None => {
+                return Err(Error::invalid(
+                    field,
+                    format!("no store {id} in this tenant"),
+                ));
+            }
             Some(store) if store.status != "active" => {
                 return Err(Error::invalid(field, format!("store {id} is disabled")));
             }
@@ -227,7 +235,10 @@ pub async fn rotate(
     let txn = db.begin().await?;
     let old = get(&txn, tenant_id, id).await?;
     if old.revoked_at.is_some() {
-        return Err(Error::conflict("key_revoked", "a revoked key cannot be rotated"));
+        return Err(Error::conflict(
+            "key_revoked",
+            "a revoked key cannot be rotated",
+        ));
     }
     let scope = match (old.role, old.store_id) {
         (Role::Store, Some(store_id)) => KeyScope::Store(store_id),
@@ -245,7 +256,10 @@ pub async fn rotate(
         .await?;
     if revoked.rows_affected != 1 {
         // Another request revoked or rotated it meanwhile; keep exactly one successor.
-        return Err(Error::conflict("key_revoked", "the key was revoked meanwhile"));
+        return Err(Error::conflict(
+            "key_revoked",
+            "the key was revoked meanwhile",
+        ));
     }
     txn.commit().await?;
     Ok(issued)

@@ -30,6 +30,10 @@ where
     let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
     match format {
         LogFormat::Text => fmt.with_target(false).boxed(),
-        LogFormat::Json => fmt.json().flatten_event(true).with_current_span(true).boxed(),
+        LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .boxed(),
     }
 }

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use entities::tenants;
 use sea_orm::{
-    ActiveModelTrait as _, ActiveValue::Set, DatabaseConnection, EntityTrait as _,
-    QueryOrder as _, QuerySelect as _, TransactionTrait as _,
+    ActiveModelTrait as _, ActiveValue::Set, DatabaseConnection, EntityTrait as _, QueryOrder as _,
+    QuerySelect as _, TransactionTrait as _,
 };
 use serde::Serialize;
 use utoipa::ToSchema;

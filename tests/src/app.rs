@@ -66,14 +66,16 @@ impl TestApp {
         truemark::tls::install_crypto_provider();
         let admin_url =
             std::env::var("IMARK_TEST_DATABASE_URL").unwrap_or_else(|_| ADMIN_DATABASE_URL.into());
-        let redis_url =
-            std::env::var("IMARK_TEST_REDIS_URL").unwrap_or_else(|_| REDIS_URL.into());
+        let redis_url = std::env::var("IMARK_TEST_REDIS_URL").unwrap_or_else(|_| REDIS_URL.into());
         let database_name = format!("imark_test_{}", Uuid::new_v4().simple());
         create_database(&admin_url, &database_name).await;
 
         let platform_key = format!("platform-{}", Uuid::new_v4().simple());
         let mut vars = HashMap::from([
-            ("IMARK_DATABASE_URL".to_owned(), database_url(&admin_url, &database_name)),
+            (
+                "IMARK_DATABASE_URL".to_owned(),
+                database_url(&admin_url, &database_name),
+            ),
             ("IMARK_REDIS_URL".to_owned(), redis_url),
             ("IMARK_REDIS_PREFIX".to_owned(), database_name.clone()),
             ("IMARK_LISTEN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
@@ -84,9 +86,15 @@ impl TestApp {
             ),
             (
                 "IMARK_MASTER_KEYS".to_owned(),
-                format!("m1:{}", BASE64.encode(Uuid::new_v4().as_u128().to_le_bytes().repeat(2))),
+                format!(
+                    "m1:{}",
+                    BASE64.encode(Uuid::new_v4().as_u128().to_le_bytes().repeat(2))
+                ),
             ),
-            ("IMARK_API_KEY_PEPPER".to_owned(), Uuid::new_v4().simple().to_string()),
+            (
+                "IMARK_API_KEY_PEPPER".to_owned(),
+                Uuid::new_v4().simple().to_string(),
+            ),
         ]);
         adjust(&mut vars);
         let environment = config::Environment::with_prefix("IMARK")
@@ -97,7 +105,9 @@ impl TestApp {
         let server = imark_api::Server::build(&config)
             .await
             .expect("the server builds against the test database");
-        let listener = tokio::net::TcpListener::bind(config.listen_addr).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(config.listen_addr)
+            .await
+            .unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
         let (shutdown, stopped) = oneshot::channel::<()>();
         tokio::spawn(server.serve(listener, async {
@@ -156,15 +166,18 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, token: &str, body: &Value) -> Response {
-        self.request(Method::POST, path, Some(token), Some(body)).await
+        self.request(Method::POST, path, Some(token), Some(body))
+            .await
     }
 
     pub async fn put(&self, path: &str, token: &str, body: &Value) -> Response {
-        self.request(Method::PUT, path, Some(token), Some(body)).await
+        self.request(Method::PUT, path, Some(token), Some(body))
+            .await
     }
 
     pub async fn patch(&self, path: &str, token: &str, body: &Value) -> Response {
-        self.request(Method::PATCH, path, Some(token), Some(body)).await
+        self.request(Method::PATCH, path, Some(token), Some(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> Response {
@@ -174,9 +187,17 @@ impl TestApp {
     /// Exchanges an API key for a token through `GET /token`, asserting success.
     pub async fn token(&self, api_key: &str) -> String {
         let response = self
-            .send(self.http.get(self.url("/token")).header("X-API-Key", api_key))
+            .send(
+                self.http
+                    .get(self.url("/token"))
+                    .header("X-API-Key", api_key),
+            )
             .await;
-        assert_eq!(response.status, 200, "token exchange failed: {}", response.text);
+        assert_eq!(
+            response.status, 200,
+            "token exchange failed: {}",
+            response.text
+        );
         response.json()["access_token"].as_str().unwrap().to_owned()
     }
 

@@ -1,6 +1,8 @@
 //! Broken and hostile requests get a precise 4xx in the one error shape, never a 5xx, and change
 //! nothing.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 use reqwest::Method;
 use serde_json::json;
 
@@ -33,7 +35,15 @@ async fn malformed_json_is_a_400() {
     let (_, key) = app.create_tenant("Сеть").await;
     let hq = app.token(&key).await;
 
-    for body in ["{", "{\"code\": }", "not json", "", "\u{0}", "[1,2", "{\"code\":\"a\",}"] {
+    for body in [
+        "{",
+        "{\"code\": }",
+        "not json",
+        "",
+        "\u{0}",
+        "[1,2",
+        "{\"code\":\"a\",}",
+    ] {
         let response = raw(&app, Method::POST, "/stores", &hq, body).await;
         assert_problem(&response, 400, "malformed_json");
     }
@@ -71,12 +81,28 @@ async fn domain_rules_are_a_422_that_names_the_field() {
     let hq = app.token(&key).await;
     let cases = [
         ("/stores", json!({"code": "  ", "name": "x"}), "code"),
-        ("/stores", json!({"code": "x", "name": "x", "inn": "12345"}), "inn"),
-        ("/stores", json!({"code": "x", "name": "x", "kpp": "abc"}), "kpp"),
-        ("/stores", json!({"code": "x".repeat(65), "name": "x"}), "code"),
+        (
+            "/stores",
+            json!({"code": "x", "name": "x", "inn": "12345"}),
+            "inn",
+        ),
+        (
+            "/stores",
+            json!({"code": "x", "name": "x", "kpp": "abc"}),
+            "kpp",
+        ),
+        (
+            "/stores",
+            json!({"code": "x".repeat(65), "name": "x"}),
+            "code",
+        ),
         ("/stores", json!({"code": "a\u{7}b", "name": "x"}), "code"),
         ("/keys", json!({"role": "store", "name": "x"}), "store_id"),
-        ("/keys", json!({"role": "auditor", "name": "x", "store_ids": []}), "store_ids"),
+        (
+            "/keys",
+            json!({"role": "auditor", "name": "x", "store_ids": []}),
+            "store_ids",
+        ),
         ("/keys", json!({"role": "platform", "name": "x"}), "role"),
         ("/keys", json!({"role": "hq_admin", "name": ""}), "name"),
     ];
@@ -96,10 +122,22 @@ async fn invalid_truemark_settings_are_refused_and_nothing_is_stored() {
     let cases = [
         (json!({"api_key": "short"}), "api_key"),
         (json!({"api_key": "has a space inside"}), "api_key"),
-        (json!({"api_key": "valid-key-123", "base_url": "ftp://cdn.crpt.ru"}), "base_url"),
-        (json!({"api_key": "valid-key-123", "base_url": "not a url"}), "base_url"),
-        (json!({"api_key": "valid-key-123", "base_url": "https://u:p@cdn.crpt.ru"}), "base_url"),
-        (json!({"api_key": "valid-key-123", "region": "Москва"}), "region"),
+        (
+            json!({"api_key": "valid-key-123", "base_url": "ftp://cdn.crpt.ru"}),
+            "base_url",
+        ),
+        (
+            json!({"api_key": "valid-key-123", "base_url": "not a url"}),
+            "base_url",
+        ),
+        (
+            json!({"api_key": "valid-key-123", "base_url": "https://u:p@cdn.crpt.ru"}),
+            "base_url",
+        ),
+        (
+            json!({"api_key": "valid-key-123", "region": "Москва"}),
+            "region",
+        ),
     ];
 
     for (body, field) in cases {
@@ -108,10 +146,17 @@ async fn invalid_truemark_settings_are_refused_and_nothing_is_stored() {
         assert_eq!(response.json()["errors"][0]["field"], field);
     }
     let bad_date = app
-        .put("/truemark", &hq, &json!({"api_key": "valid-key-123", "key_expires_on": "31.12.2027"}))
+        .put(
+            "/truemark",
+            &hq,
+            &json!({"api_key": "valid-key-123", "key_expires_on": "31.12.2027"}),
+        )
         .await;
     assert_problem(&bad_date, 422, "invalid_body");
-    assert_eq!(app.get("/truemark", &hq).await.json()["tenant"], serde_json::Value::Null);
+    assert_eq!(
+        app.get("/truemark", &hq).await.json()["tenant"],
+        serde_json::Value::Null
+    );
 }
 
 #[tokio::test]
@@ -178,7 +223,9 @@ async fn unknown_routes_and_methods_are_answered_in_the_error_shape() {
     let hq = app.token(&key).await;
 
     let unknown = app.get("/nowhere", &hq).await;
-    let wrong_method = app.request(Method::PUT, "/stores", Some(&hq), Some(&json!({}))).await;
+    let wrong_method = app
+        .request(Method::PUT, "/stores", Some(&hq), Some(&json!({})))
+        .await;
 
     assert_problem(&unknown, 404, "route_not_found");
     assert_problem(&wrong_method, 405, "method_not_allowed");
@@ -191,7 +238,9 @@ async fn a_duplicate_store_code_is_a_409() {
     let hq = app.token(&key).await;
     app.create_store(&hq, "msk-1").await;
 
-    let response = app.post("/stores", &hq, &json!({"code": "msk-1", "name": "again"})).await;
+    let response = app
+        .post("/stores", &hq, &json!({"code": "msk-1", "name": "again"}))
+        .await;
 
     assert_problem(&response, 409, "store_code_taken");
 }
@@ -203,7 +252,9 @@ async fn serial_characters_survive_in_names_and_codes() {
     let hq = app.token(&key).await;
     let tricky = r#"' " < > % ; ( ) * ! / = & \ -- DROP TABLE stores;"#;
 
-    let created = app.post("/stores", &hq, &json!({"code": tricky, "name": tricky})).await;
+    let created = app
+        .post("/stores", &hq, &json!({"code": tricky, "name": tricky}))
+        .await;
     let id = created.json()["id"].as_str().unwrap().to_owned();
     let read = app.get(&format!("/stores/{id}"), &hq).await.json();
 

@@ -1,6 +1,8 @@
 //! A newcomer's path, end to end: platform → tenant → HQ key → store → store key → store token →
 //! the store reads its own ЧЗ settings.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 use serde_json::json;
 
 use imark_tests::TestApp;
@@ -20,7 +22,10 @@ async fn a_store_is_onboarded_and_reads_its_effective_truemark_settings() {
         )
         .await;
     let (_, store_key) = app
-        .issue_key(&hq, &json!({"role": "store", "name": "POS 1", "store_id": store_id}))
+        .issue_key(
+            &hq,
+            &json!({"role": "store", "name": "POS 1", "store_id": store_id}),
+        )
         .await;
     let store = app.token(&store_key).await;
     let me = app.get("/me", &store).await.json();
@@ -46,7 +51,8 @@ async fn a_store_override_takes_precedence_over_the_tenant_settings() {
     let hq = app.token(&hq_key).await;
     let franchisee = app.create_store(&hq, "franchise-1").await;
     let own = app.create_store(&hq, "own-1").await;
-    app.put("/truemark", &hq, &json!({"api_key": "tenant-key-0001"})).await;
+    app.put("/truemark", &hq, &json!({"api_key": "tenant-key-0001"}))
+        .await;
 
     let put = app
         .put(
@@ -60,8 +66,14 @@ async fn a_store_override_takes_precedence_over_the_tenant_settings() {
             }),
         )
         .await;
-    let franchisee_view = app.get(&format!("/truemark?store_id={franchisee}"), &hq).await.json();
-    let own_view = app.get(&format!("/truemark?store_id={own}"), &hq).await.json();
+    let franchisee_view = app
+        .get(&format!("/truemark?store_id={franchisee}"), &hq)
+        .await
+        .json();
+    let own_view = app
+        .get(&format!("/truemark?store_id={own}"), &hq)
+        .await
+        .json();
 
     assert_eq!(put.status, 200, "{}", put.text);
     assert_eq!(franchisee_view["effective"]["source"], "store");
@@ -81,13 +93,25 @@ async fn removing_a_store_override_restores_the_tenant_settings() {
     let (_, hq_key) = app.create_tenant("Сеть").await;
     let hq = app.token(&hq_key).await;
     let store = app.create_store(&hq, "s1").await;
-    app.put("/truemark", &hq, &json!({"api_key": "tenant-key-0001"})).await;
-    app.put("/truemark", &hq, &json!({"api_key": "store-key-0002", "store_id": store}))
+    app.put("/truemark", &hq, &json!({"api_key": "tenant-key-0001"}))
         .await;
+    app.put(
+        "/truemark",
+        &hq,
+        &json!({"api_key": "store-key-0002", "store_id": store}),
+    )
+    .await;
 
-    let deleted = app.delete(&format!("/truemark?store_id={store}"), &hq).await;
-    let again = app.delete(&format!("/truemark?store_id={store}"), &hq).await;
-    let view = app.get(&format!("/truemark?store_id={store}"), &hq).await.json();
+    let deleted = app
+        .delete(&format!("/truemark?store_id={store}"), &hq)
+        .await;
+    let again = app
+        .delete(&format!("/truemark?store_id={store}"), &hq)
+        .await;
+    let view = app
+        .get(&format!("/truemark?store_id={store}"), &hq)
+        .await
+        .json();
 
     assert_eq!(deleted.status, 204);
     assert_eq!(again.status, 404);
@@ -101,8 +125,12 @@ async fn the_stored_truemark_key_opens_to_the_key_that_was_put() {
     let (tenant_id, hq_key) = app.create_tenant("Сеть").await;
     let hq = app.token(&hq_key).await;
     let store = app.create_store(&hq, "s1").await;
-    app.put("/truemark", &hq, &json!({"api_key": "  chz-key-with-spaces-trimmed  "}))
-        .await;
+    app.put(
+        "/truemark",
+        &hq,
+        &json!({"api_key": "  chz-key-with-spaces-trimmed  "}),
+    )
+    .await;
 
     let master = imark_core::crypto::MasterKeys::new(app.config.master_keys.clone());
     let credentials = imark_core::credentials::effective(&app.db, &master, tenant_id, store)
@@ -110,7 +138,10 @@ async fn the_stored_truemark_key_opens_to_the_key_that_was_put() {
         .unwrap()
         .unwrap();
 
-    assert_eq!(credentials.api_key.expose_secret(), "chz-key-with-spaces-trimmed");
+    assert_eq!(
+        credentials.api_key.expose_secret(),
+        "chz-key-with-spaces-trimmed"
+    );
     assert_eq!(credentials.base_url.as_str(), "https://cdn.crpt.ru/");
     assert_eq!(credentials.region, "default");
 }
@@ -123,18 +154,16 @@ async fn basic_authentication_and_post_exchange_a_key_like_the_header() {
     let encode = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
 
     let as_user = app
-        .send(
-            app.http
-                .post(app.url("/token"))
-                .header("Authorization", format!("Basic {}", encode(format!("{hq_key}:")))),
-        )
+        .send(app.http.post(app.url("/token")).header(
+            "Authorization",
+            format!("Basic {}", encode(format!("{hq_key}:"))),
+        ))
         .await;
     let as_password = app
-        .send(
-            app.http
-                .get(app.url("/token"))
-                .header("Authorization", format!("Basic {}", encode(format!(":{hq_key}")))),
-        )
+        .send(app.http.get(app.url("/token")).header(
+            "Authorization",
+            format!("Basic {}", encode(format!(":{hq_key}"))),
+        ))
         .await;
 
     for response in [as_user, as_password] {

@@ -1,11 +1,14 @@
 //! Probes, the published contract and the request id.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 use imark_tests::TestApp;
 
 #[tokio::test]
 async fn the_committed_openapi_document_matches_the_code() {
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.yaml"))
-        .expect("openapi.yaml is committed at the repository root");
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.yaml"))
+            .expect("openapi.yaml is committed at the repository root");
 
     let generated = imark_api::openapi::yaml();
 
@@ -45,7 +48,11 @@ async fn every_answer_carries_a_request_id_and_an_incoming_one_is_kept() {
 
     let fresh = app.send(app.http.get(app.url("/healthz"))).await;
     let kept = app
-        .send(app.http.get(app.url("/nowhere")).header("x-request-id", "pos-42-retry-1"))
+        .send(
+            app.http
+                .get(app.url("/nowhere"))
+                .header("x-request-id", "pos-42-retry-1"),
+        )
         .await;
 
     assert!(fresh.headers.get("x-request-id").is_some());

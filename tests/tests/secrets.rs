@@ -1,5 +1,7 @@
 //! Secrets stay secret: no ЧЗ key or API key in a response, a log line or a database column.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 use imark_core::config::LogFormat;
 use sea_orm::{ConnectionTrait as _, Statement};
 use serde_json::json;
@@ -16,34 +18,69 @@ async fn no_secret_reaches_a_response_a_log_line_or_a_plain_column() {
     let hq = app.token(&hq_key).await;
     let store = app.create_store(&hq, "s1").await;
     let (_, store_key) = app
-        .issue_key(&hq, &json!({"role": "store", "name": "pos", "store_id": store}))
+        .issue_key(
+            &hq,
+            &json!({"role": "store", "name": "pos", "store_id": store}),
+        )
         .await;
     let store_token = app.token(&store_key).await;
 
     let mut answers = vec![
-        app.put("/truemark", &hq, &json!({"api_key": CHZ_KEY})).await,
-        app.put("/truemark", &hq, &json!({"api_key": CHZ_KEY, "store_id": store})).await,
-        app.put("/truemark", &hq, &json!({"api_key": CHZ_KEY, "region": "Bad Region"})).await,
-        app.put("/truemark", &hq, &json!({"api_key": CHZ_KEY, "surprise": 1})).await,
+        app.put("/truemark", &hq, &json!({"api_key": CHZ_KEY}))
+            .await,
+        app.put(
+            "/truemark",
+            &hq,
+            &json!({"api_key": CHZ_KEY, "store_id": store}),
+        )
+        .await,
+        app.put(
+            "/truemark",
+            &hq,
+            &json!({"api_key": CHZ_KEY, "region": "Bad Region"}),
+        )
+        .await,
+        app.put(
+            "/truemark",
+            &hq,
+            &json!({"api_key": CHZ_KEY, "surprise": 1}),
+        )
+        .await,
         app.get("/truemark", &store_token).await,
         app.get(&format!("/truemark?store_id={store}"), &hq).await,
         app.get("/keys?include_revoked=true", &hq).await,
         app.get("/me", &store_token).await,
     ];
     answers.push(
-        app.send(app.http.get(app.url("/token")).header("X-API-Key", format!("{hq_key}x")))
-            .await,
+        app.send(
+            app.http
+                .get(app.url("/token"))
+                .header("X-API-Key", format!("{hq_key}x")),
+        )
+        .await,
     );
 
-    let secrets = [CHZ_KEY, hq_key.as_str(), store_key.as_str(), app.platform_key()];
+    let secrets = [
+        CHZ_KEY,
+        hq_key.as_str(),
+        store_key.as_str(),
+        app.platform_key(),
+    ];
     for answer in &answers {
         for secret in secrets {
-            assert!(!answer.text.contains(secret), "a response leaked a secret: {}", answer.text);
+            assert!(
+                !answer.text.contains(secret),
+                "a response leaked a secret: {}",
+                answer.text
+            );
         }
     }
     assert_eq!(answers[0].json()["api_key_masked"], "••••b8c9");
     let captured = logs.contents();
-    assert!(captured.contains("ЧЗ settings stored"), "the capture saw the request logs");
+    assert!(
+        captured.contains("ЧЗ settings stored"),
+        "the capture saw the request logs"
+    );
     for secret in secrets {
         assert!(!captured.contains(secret), "a log line leaked a secret");
     }

@@ -1,5 +1,7 @@
 //! Access tokens: only genuine, current tokens of live keys get in.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
@@ -34,7 +36,10 @@ async fn a_genuine_token_is_accepted_and_carries_tenant_store_and_role() {
     let hq = hq_token(&app).await;
     let store = app.create_store(&hq, "s1").await;
     let (_, key) = app
-        .issue_key(&hq, &json!({"role": "store", "name": "pos", "store_id": store}))
+        .issue_key(
+            &hq,
+            &json!({"role": "store", "name": "pos", "store_id": store}),
+        )
         .await;
 
     let token = app.token(&key).await;
@@ -84,7 +89,10 @@ async fn an_unsigned_alg_none_token_is_refused() {
     let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT","kid":"test1"}"#);
     let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
 
-    for token in [format!("{header}.{payload}."), format!("{header}.{payload}")] {
+    for token in [
+        format!("{header}.{payload}."),
+        format!("{header}.{payload}"),
+    ] {
         let response = app.get("/me", &token).await;
         assert_eq!(response.status, 401, "{token}");
     }
@@ -145,7 +153,10 @@ async fn a_revoked_key_and_its_live_tokens_are_refused_at_once() {
     let hq = hq_token(&app).await;
     let store = app.create_store(&hq, "s1").await;
     let (key_id, key) = app
-        .issue_key(&hq, &json!({"role": "store", "name": "pos", "store_id": store}))
+        .issue_key(
+            &hq,
+            &json!({"role": "store", "name": "pos", "store_id": store}),
+        )
         .await;
     let live = app.token(&key).await;
 
@@ -169,19 +180,29 @@ async fn a_rotated_key_is_replaced_and_the_old_one_stops() {
     let hq = hq_token(&app).await;
     let store = app.create_store(&hq, "s1").await;
     let (old_id, old_key) = app
-        .issue_key(&hq, &json!({"role": "store", "name": "pos", "store_id": store}))
+        .issue_key(
+            &hq,
+            &json!({"role": "store", "name": "pos", "store_id": store}),
+        )
         .await;
     let old_token = app.token(&old_key).await;
 
-    let rotated = app.post(&format!("/keys/{old_id}/rotate"), &hq, &json!({})).await;
+    let rotated = app
+        .post(&format!("/keys/{old_id}/rotate"), &hq, &json!({}))
+        .await;
     let new_key = rotated.json()["api_key"].as_str().unwrap().to_owned();
-    let rotate_again = app.post(&format!("/keys/{old_id}/rotate"), &hq, &json!({})).await;
+    let rotate_again = app
+        .post(&format!("/keys/{old_id}/rotate"), &hq, &json!({}))
+        .await;
     let old_view = app.get(&format!("/keys/{old_id}"), &hq).await.json();
 
     assert_eq!(rotated.status, 201, "{}", rotated.text);
     assert_eq!(rotated.json()["store_id"], store.to_string());
     assert_eq!(app.get("/me", &old_token).await.status, 401);
-    assert_eq!(app.get("/me", &app.token(&new_key).await).await.json()["role"], "store");
+    assert_eq!(
+        app.get("/me", &app.token(&new_key).await).await.json()["role"],
+        "store"
+    );
     assert_eq!(rotate_again.status, 409);
     assert_eq!(old_view["replaced_by"], rotated.json()["id"]);
 }
@@ -194,14 +215,26 @@ async fn disabling_a_store_or_a_tenant_stops_its_tokens() {
     let hq = app.token(&hq_key).await;
     let store = app.create_store(&hq, "s1").await;
     let (_, key) = app
-        .issue_key(&hq, &json!({"role": "store", "name": "pos", "store_id": store}))
+        .issue_key(
+            &hq,
+            &json!({"role": "store", "name": "pos", "store_id": store}),
+        )
         .await;
     let store_token = app.token(&key).await;
 
-    app.patch(&format!("/stores/{store}"), &hq, &json!({"status": "disabled"})).await;
+    app.patch(
+        &format!("/stores/{store}"),
+        &hq,
+        &json!({"status": "disabled"}),
+    )
+    .await;
     let store_after = app.get("/me", &store_token).await;
-    app.patch(&format!("/tenants/{tenant_id}"), &platform, &json!({"status": "disabled"}))
-        .await;
+    app.patch(
+        &format!("/tenants/{tenant_id}"),
+        &platform,
+        &json!({"status": "disabled"}),
+    )
+    .await;
     let hq_after = app.get("/me", &hq).await;
 
     assert_eq!(store_after.status, 401);
@@ -231,9 +264,18 @@ async fn a_token_survives_a_signing_key_rotation_of_the_server() {
                 [
                     ("IMARK_DATABASE_URL", "postgres://unused"),
                     ("IMARK_REDIS_URL", "redis://unused"),
-                    ("IMARK_PLATFORM_KEY", "unused-unused-unused-unused-unused-unused"),
-                    ("IMARK_MASTER_KEYS", "m:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
-                    ("IMARK_API_KEY_PEPPER", "unused-unused-unused-unused-unused-unused"),
+                    (
+                        "IMARK_PLATFORM_KEY",
+                        "unused-unused-unused-unused-unused-unused",
+                    ),
+                    (
+                        "IMARK_MASTER_KEYS",
+                        "m:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+                    ),
+                    (
+                        "IMARK_API_KEY_PEPPER",
+                        "unused-unused-unused-unused-unused-unused",
+                    ),
                     (
                         "IMARK_JWT_KEYS",
                         &format!("next:{}, {old_entry}", "n".repeat(40)),
@@ -277,7 +319,10 @@ async fn a_token_survives_a_signing_key_rotation_of_the_server() {
 
     assert_eq!(old_on_new.status(), 200);
     assert_eq!(claims_header_kid(&new_token), "next");
-    assert_eq!(new_on_old.status, 401, "the old server does not know the new kid");
+    assert_eq!(
+        new_on_old.status, 401,
+        "the old server does not know the new kid"
+    );
 }
 
 fn claims_header_kid(token: &str) -> String {

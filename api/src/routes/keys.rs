@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::error::responses::{Unauthorized, Forbidden, NotFound, Unprocessable, Conflict};
+use crate::error::responses::{Conflict, Forbidden, NotFound, Unauthorized, Unprocessable};
 use crate::extract::{Caller, Json, Path, Query};
 use crate::state::AppState;
 
@@ -85,7 +85,8 @@ async fn issue_key(
 }
 
 fn scope(body: &IssueKey) -> Result<KeyScope, ApiError> {
-    let invalid = |field: &str, message: &str| ApiError::from(imark_core::Error::invalid(field, message));
+    let invalid =
+        |field: &str, message: &str| ApiError::from(imark_core::Error::invalid(field, message));
     match (body.role, body.store_id, &body.store_ids) {
         (Role::HqAdmin, None, None) => Ok(KeyScope::HqAdmin),
         (Role::Store, Some(id), None) => Ok(KeyScope::Store(id)),

@@ -7,7 +7,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::error::responses::{Unauthorized};
+use crate::error::responses::Unauthorized;
 use crate::extract::{Caller, Json};
 use crate::state::AppState;
 

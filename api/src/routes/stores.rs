@@ -17,7 +17,9 @@ use uuid::Uuid;
 use super::nullable;
 use super::tenants::page_limit;
 use crate::error::ApiError;
-use crate::error::responses::{BadRequest, Unauthorized, Forbidden, NotFound, Unprocessable, Conflict};
+use crate::error::responses::{
+    BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unprocessable,
+};
 use crate::extract::{Caller, Json, Path, Query};
 use crate::state::AppState;
 

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::nullable;
 use crate::error::ApiError;
-use crate::error::responses::{Unauthorized, Forbidden, NotFound, Unprocessable};
+use crate::error::responses::{Forbidden, NotFound, Unauthorized, Unprocessable};
 use crate::extract::{Caller, Json, Path, Query};
 use crate::state::AppState;
 

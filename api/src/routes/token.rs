@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
-use crate::error::responses::{Unauthorized};
+use crate::error::responses::Unauthorized;
 use crate::extract::Json;
 use crate::state::AppState;
 
@@ -84,7 +84,12 @@ async fn exchange(state: &AppState, headers: &HeaderMap) -> Result<Json<TokenRes
         .map_or_else(|| "platform".to_owned(), |id| id.to_string());
     let issued = state
         .tokens
-        .issue(subject, principal.role, principal.tenant_id, principal.store_id)
+        .issue(
+            subject,
+            principal.role,
+            principal.tenant_id,
+            principal.store_id,
+        )
         .map_err(|e| imark_core::Error::internal(anyhow::anyhow!(e)))?;
     tracing::info!(role = principal.role.as_str(), "token issued");
     Ok(Json(TokenResponse {
@@ -104,7 +109,11 @@ fn presented_key(headers: &HeaderMap) -> Result<String, ApiError> {
     };
     if let Some(value) = headers.get(API_KEY_HEADER) {
         let key = value.to_str().map_err(|_| missing())?.trim();
-        return if key.is_empty() { Err(missing()) } else { Ok(key.to_owned()) };
+        return if key.is_empty() {
+            Err(missing())
+        } else {
+            Ok(key.to_owned())
+        };
     }
     let value = headers
         .get(header::AUTHORIZATION)

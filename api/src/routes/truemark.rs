@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::error::responses::{Unauthorized, Forbidden, NotFound, Unprocessable};
+use crate::error::responses::{Forbidden, NotFound, Unauthorized, Unprocessable};
 use crate::extract::{Caller, Json, Query};
 use crate::state::AppState;
 
@@ -122,7 +122,9 @@ async fn get_settings(
     if let Some(store_id) = store_id {
         require_store(&state, tenant_id, store_id).await?;
     }
-    Ok(Json(credentials::settings(&state.db, tenant_id, store_id).await?))
+    Ok(Json(
+        credentials::settings(&state.db, tenant_id, store_id).await?,
+    ))
 }
 
 /// Removes the tenant's settings, or a store's override so the tenant's apply again (HQ admin).
