@@ -10,7 +10,10 @@ async fn main() -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
-            #[allow(clippy::print_stderr, reason = "logging is not set up without a config")]
+            #[allow(
+                clippy::print_stderr,
+                reason = "logging is not set up without a config"
+            )]
             {
                 eprintln!("imark-worker: {e}");
             }
