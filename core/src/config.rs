@@ -38,6 +38,32 @@ pub struct Config {
     pub migrate_on_start: bool,
     pub body_limit_bytes: usize,
     pub request_timeout: Duration,
+    pub truemark: TruemarkSettings,
+}
+
+/// How iMark talks to ЧЗ: time limits, host blocks and refresh intervals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TruemarkSettings {
+    /// One `codes/check` attempt on one host.
+    pub check_timeout: Duration,
+    /// One `cdn/info` call.
+    pub list_timeout: Duration,
+    /// One `cdn/health/check` call.
+    pub health_timeout: Duration,
+    /// The single attempt made for a tenant in no-check mode.
+    pub no_check_timeout: Duration,
+    /// Everything ЧЗ may take for one document: attempts, failover and one rediscovery.
+    pub document_budget: Duration,
+    /// How long a failed host is skipped.
+    pub block_time: Duration,
+    /// How often each CDN list is rediscovered.
+    pub refresh_interval: Duration,
+    /// How often the listed hosts are health-checked and ranked.
+    pub health_interval: Duration,
+    /// How often a list with tenants in no-check mode is refreshed.
+    pub accelerated_interval: Duration,
+    /// Hosts tried for the production discovery URL when discovery itself fails.
+    pub fallback_hosts: Vec<String>,
 }
 
 /// A secret with a public identifier, such as a JWT `kid` or a master key id.
@@ -94,6 +120,16 @@ struct RawConfig {
     migrate_on_start: Option<bool>,
     body_limit_bytes: Option<usize>,
     request_timeout_seconds: Option<u64>,
+    truemark_check_timeout_ms: Option<u64>,
+    truemark_list_timeout_ms: Option<u64>,
+    truemark_health_timeout_ms: Option<u64>,
+    truemark_no_check_timeout_ms: Option<u64>,
+    truemark_document_budget_ms: Option<u64>,
+    cdn_block_seconds: Option<u64>,
+    cdn_refresh_seconds: Option<u64>,
+    cdn_health_seconds: Option<u64>,
+    cdn_accelerated_seconds: Option<u64>,
+    cdn_fallback_hosts: Option<String>,
 }
 
 impl Config {
@@ -176,7 +212,86 @@ impl RawConfig {
                 "IMARK_REQUEST_TIMEOUT_SECONDS",
                 1..=600,
             )?,
+            truemark: TruemarkSettings {
+                check_timeout: millis(
+                    self.truemark_check_timeout_ms,
+                    1500,
+                    "IMARK_TRUEMARK_CHECK_TIMEOUT_MS",
+                )?,
+                list_timeout: millis(
+                    self.truemark_list_timeout_ms,
+                    5000,
+                    "IMARK_TRUEMARK_LIST_TIMEOUT_MS",
+                )?,
+                health_timeout: millis(
+                    self.truemark_health_timeout_ms,
+                    5000,
+                    "IMARK_TRUEMARK_HEALTH_TIMEOUT_MS",
+                )?,
+                no_check_timeout: millis(
+                    self.truemark_no_check_timeout_ms,
+                    500,
+                    "IMARK_TRUEMARK_NO_CHECK_TIMEOUT_MS",
+                )?,
+                document_budget: millis(
+                    self.truemark_document_budget_ms,
+                    5000,
+                    "IMARK_TRUEMARK_DOCUMENT_BUDGET_MS",
+                )?,
+                block_time: seconds(
+                    self.cdn_block_seconds,
+                    900,
+                    "IMARK_CDN_BLOCK_SECONDS",
+                    1..=86_400,
+                )?,
+                refresh_interval: seconds(
+                    self.cdn_refresh_seconds,
+                    6 * 3600,
+                    "IMARK_CDN_REFRESH_SECONDS",
+                    60..=7 * 86_400,
+                )?,
+                health_interval: seconds(
+                    self.cdn_health_seconds,
+                    300,
+                    "IMARK_CDN_HEALTH_SECONDS",
+                    10..=86_400,
+                )?,
+                accelerated_interval: seconds(
+                    self.cdn_accelerated_seconds,
+                    60,
+                    "IMARK_CDN_ACCELERATED_SECONDS",
+                    5..=3600,
+                )?,
+                fallback_hosts: fallback_hosts(self.cdn_fallback_hosts.as_deref()),
+            },
         })
+    }
+}
+
+fn millis(value: Option<u64>, default: u64, var: &'static str) -> Result<Duration, ConfigError> {
+    let value = value.unwrap_or(default);
+    if !(50..=60_000).contains(&value) {
+        return Err(ConfigError::Invalid {
+            var,
+            reason: format!("{value} is outside 50..=60000 milliseconds"),
+        });
+    }
+    Ok(Duration::from_millis(value))
+}
+
+/// The static production hosts `cdn01` … `cdn11`, unless a comma-separated list (possibly empty)
+/// replaces them.
+fn fallback_hosts(value: Option<&str>) -> Vec<String> {
+    match value {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        None => (1..=11)
+            .map(|n| format!("https://cdn{n:02}.crpt.ru"))
+            .collect(),
     }
 }
 

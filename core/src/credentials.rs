@@ -188,14 +188,7 @@ pub async fn effective(
             None => return Ok(None),
         },
     };
-    let sealed = Sealed {
-        key_id: model.master_key_id.clone(),
-        nonce: model.key_nonce.clone(),
-        ciphertext: model.key_ciphertext.clone(),
-    };
-    let api_key = master
-        .open(&sealed, &context(tenant_id, model.store_id))
-        .map_err(Error::internal)?;
+    let api_key = open(master, &model)?;
     let base_url = Url::parse(&model.base_url).map_err(Error::internal)?;
     Ok(Some(Credentials {
         base_url,
@@ -284,4 +277,42 @@ fn region(value: Option<&str>) -> Result<String> {
         ));
     }
     Ok(value.to_owned())
+}
+
+/// A ЧЗ key to refresh `group` with: the key of a tenant or store configured for that discovery
+/// URL and region, preferring keys not known to have expired.
+pub async fn key_for_group(
+    db: &DatabaseConnection,
+    master: &MasterKeys,
+    group: &crate::cdn::CdnGroup,
+) -> Result<Option<SecretString>> {
+    let mut rows = credentials::Entity::find()
+        .filter(credentials::Column::BaseUrl.eq(group.base_key()))
+        .filter(credentials::Column::Region.eq(group.region()))
+        .all(db)
+        .await?;
+    let today = Utc::now().date_naive();
+    rows.sort_by_key(|r| {
+        (
+            r.key_expires_on.is_some_and(|d| d < today),
+            std::cmp::Reverse(r.updated_at),
+        )
+    });
+    for row in &rows {
+        if let Ok(key) = open(master, row) {
+            return Ok(Some(key));
+        }
+    }
+    Ok(None)
+}
+
+fn open(master: &MasterKeys, model: &credentials::Model) -> Result<SecretString> {
+    let sealed = Sealed {
+        key_id: model.master_key_id.clone(),
+        nonce: model.key_nonce.clone(),
+        ciphertext: model.key_ciphertext.clone(),
+    };
+    master
+        .open(&sealed, &context(model.tenant_id, model.store_id))
+        .map_err(Error::internal)
 }

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod cdn;
 pub mod config;
 pub mod credentials;
 pub mod crypto;
@@ -9,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod ids;
 pub mod keys;
+pub mod modes;
 pub mod principal;
 pub mod shutdown;
 pub mod stores;

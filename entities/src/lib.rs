@@ -3,6 +3,9 @@
 
 pub mod api_key_stores;
 pub mod api_keys;
+pub mod cdn_hosts;
+pub mod mode_transitions;
 pub mod stores;
 pub mod tenants;
 pub mod truemark_credentials;
+pub mod truemark_modes;

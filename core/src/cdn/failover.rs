@@ -1,0 +1,418 @@
+//! Request-time failover: the current host first, then host by host in ranking order, blocking
+//! each failed host for every replica; one rediscovery when all have failed; the no-check mode
+//! of ПП 1944 when nothing answers.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::Utc;
+use sea_orm::DatabaseConnection;
+use tokio::time::Instant;
+use truemark::client::{
+    CdnHost, Exchange, ExchangeRecord, Outcome, Refusal, TrueApiClient, TrueApiKey, TrueApiTimeouts,
+};
+use truemark::wire::{CodesCheckAnswer, CodesCheckRequest};
+use uuid::Uuid;
+
+use super::{CdnGroup, cache, refresh, store};
+use crate::cache::Cache;
+use crate::config::TruemarkSettings;
+use crate::error::{Error, Result};
+use crate::modes::{self, Mode, Reason};
+
+/// What ЧЗ said about a document's codes, as far as iMark could get an answer.
+#[derive(Debug, Clone)]
+pub enum CheckVerdict {
+    /// ЧЗ answered (`code == 0`): decide per code; tag 1260 comes from this answer.
+    Answered(CodesCheckAnswer),
+    /// ЧЗ answered but refused to decide (`code != 0`).
+    Refused(Refusal),
+    /// ГИС МТ declared an emergency (203/418, or the cross-border service down on several
+    /// hosts): the sale proceeds without a check and without tag 1260.
+    Emergency,
+    /// No host answered within the budget: the tenant is in no-check mode.
+    NoAnswer,
+    /// ЧЗ refused the tenant's key: a configuration error, not an outage.
+    Unauthorized,
+}
+
+/// The result of one document's check, with every exchange made for it.
+#[derive(Debug, Clone)]
+pub struct CheckRun {
+    pub verdict: CheckVerdict,
+    /// The tenant's mode after this check.
+    pub mode: Mode,
+    /// The host that gave the verdict, if any did.
+    pub host: Option<CdnHost>,
+    /// Every exchange, in order: attempts, retries, rediscovery. Evidence, all of it.
+    pub exchanges: Vec<ExchangeRecord>,
+}
+
+/// The failover engine shared by every request of a process.
+#[derive(Debug, Clone)]
+pub struct Failover {
+    db: DatabaseConnection,
+    cache: Cache,
+    client: TrueApiClient,
+    /// A client for the rediscovery made inside a request, with short list and health limits.
+    urgent: TrueApiClient,
+    settings: TruemarkSettings,
+}
+
+impl Failover {
+    pub fn new(db: DatabaseConnection, cache: Cache, settings: TruemarkSettings) -> Result<Self> {
+        let timeouts = TrueApiTimeouts {
+            codes_check: settings.check_timeout,
+            cdn_info: settings.list_timeout,
+            health_check: settings.health_timeout,
+            ..TrueApiTimeouts::default()
+        };
+        let urgent_timeouts = TrueApiTimeouts {
+            cdn_info: settings.check_timeout,
+            health_check: settings.check_timeout,
+            ..timeouts
+        };
+        Ok(Self {
+            client: TrueApiClient::new(timeouts).map_err(Error::internal)?,
+            urgent: TrueApiClient::new(urgent_timeouts).map_err(Error::internal)?,
+            db,
+            cache,
+            settings,
+        })
+    }
+
+    pub fn client(&self) -> &TrueApiClient {
+        &self.client
+    }
+
+    pub fn settings(&self) -> &TruemarkSettings {
+        &self.settings
+    }
+
+    /// Checks one document's codes for `tenant_id` on `group`, within the document budget.
+    ///
+    /// Only a database failure is an error; every ЧЗ failure is a verdict, and every exchange
+    /// is returned for evidence.
+    pub async fn check(
+        &self,
+        tenant_id: Uuid,
+        group: &CdnGroup,
+        key: &TrueApiKey,
+        request: &CodesCheckRequest,
+    ) -> Result<CheckRun> {
+        let deadline = Instant::now() + self.settings.document_budget;
+        match modes::current(&self.db, tenant_id, group).await? {
+            Mode::NoCheck => {
+                self.check_without_mode(tenant_id, group, key, request)
+                    .await
+            }
+            Mode::Online => {
+                self.check_online(tenant_id, group, key, request, deadline)
+                    .await
+            }
+        }
+    }
+
+    async fn check_online(
+        &self,
+        tenant_id: Uuid,
+        group: &CdnGroup,
+        key: &TrueApiKey,
+        request: &CodesCheckRequest,
+        deadline: Instant,
+    ) -> Result<CheckRun> {
+        let mut run = Attempts::default();
+        let mut rediscovered = false;
+        loop {
+            let candidates = self.candidates(group, &run.tried).await?;
+            if candidates.is_empty() {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                if rediscovered || remaining < self.settings.check_timeout * 2 {
+                    break;
+                }
+                rediscovered = true;
+                let report = refresh(
+                    &self.db,
+                    &self.cache,
+                    &self.urgent,
+                    group,
+                    key,
+                    true,
+                    &self.settings.fallback_hosts,
+                )
+                .await?;
+                run.exchanges.extend(report.exchanges);
+                continue;
+            }
+            for host in candidates {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                if remaining.is_zero() {
+                    break;
+                }
+                let limit = remaining.min(self.settings.check_timeout);
+                let outcome = self.attempt(&host, key, request, limit, &mut run).await;
+                if let Some(done) = self
+                    .settle(tenant_id, group, &host, outcome, &mut run)
+                    .await?
+                {
+                    return Ok(done);
+                }
+            }
+            if deadline <= Instant::now() {
+                break;
+            }
+        }
+
+        modes::switch(
+            &self.db,
+            tenant_id,
+            group,
+            Mode::NoCheck,
+            Reason::NoHostAnswered,
+            &run.exchanges,
+        )
+        .await?;
+        Ok(run.finish(CheckVerdict::NoAnswer, Mode::NoCheck, None))
+    }
+
+    /// One attempt on `host`; a 429 is retried once on the same host.
+    async fn attempt(
+        &self,
+        host: &CdnHost,
+        key: &TrueApiKey,
+        request: &CodesCheckRequest,
+        limit: Duration,
+        run: &mut Attempts,
+    ) -> Outcome<CodesCheckAnswer> {
+        run.tried.insert(host.clone());
+        let started = Instant::now();
+        let Exchange { outcome, record } = self
+            .client
+            .check_codes_within(host, key, request, limit)
+            .await;
+        run.exchanges.push(record);
+        if !matches!(outcome, Outcome::RateLimited { .. }) {
+            return outcome;
+        }
+        let left = limit.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return outcome;
+        }
+        let Exchange { outcome, record } = self
+            .client
+            .check_codes_within(host, key, request, left)
+            .await;
+        run.exchanges.push(record);
+        outcome
+    }
+
+    /// Acts on one attempt's outcome: returns the run's result when it is final, or blocks the
+    /// host and returns `None` to go on with the next one.
+    async fn settle(
+        &self,
+        tenant_id: Uuid,
+        group: &CdnGroup,
+        host: &CdnHost,
+        outcome: Outcome<CodesCheckAnswer>,
+        run: &mut Attempts,
+    ) -> Result<Option<CheckRun>> {
+        let verdict = match outcome {
+            Outcome::Answered(answer) => {
+                self.remember_current(group, host).await;
+                CheckVerdict::Answered(answer)
+            }
+            Outcome::Refused(refusal) => CheckVerdict::Refused(refusal),
+            Outcome::Unauthorized => CheckVerdict::Unauthorized,
+            Outcome::Emergency { .. } => {
+                let exchanges = std::mem::take(&mut run.exchanges);
+                modes::switch(
+                    &self.db,
+                    tenant_id,
+                    group,
+                    Mode::NoCheck,
+                    Reason::Emergency,
+                    &exchanges,
+                )
+                .await?;
+                run.exchanges = exchanges;
+                return Ok(Some(run.finish_at(
+                    CheckVerdict::Emergency,
+                    Mode::NoCheck,
+                    host,
+                )));
+            }
+            Outcome::HostFailure(failure) if failure.is_cross_border_outage() => {
+                run.cross_border_outages += 1;
+                self.block(group, host, "cross_border_service_down").await;
+                if run.cross_border_outages < 2 {
+                    return Ok(None);
+                }
+                modes::switch(
+                    &self.db,
+                    tenant_id,
+                    group,
+                    Mode::NoCheck,
+                    Reason::CrossBorderServiceDown,
+                    &run.exchanges,
+                )
+                .await?;
+                return Ok(Some(run.finish_at(
+                    CheckVerdict::Emergency,
+                    Mode::NoCheck,
+                    host,
+                )));
+            }
+            other => {
+                self.block(group, host, other.kind().as_str()).await;
+                return Ok(None);
+            }
+        };
+        Ok(Some(run.finish_at(verdict, Mode::Online, host)))
+    }
+
+    /// A tenant in no-check mode gets one short attempt on the best known host. An answer ends
+    /// the no-check mode at once; anything else leaves it in place.
+    async fn check_without_mode(
+        &self,
+        tenant_id: Uuid,
+        group: &CdnGroup,
+        key: &TrueApiKey,
+        request: &CodesCheckRequest,
+    ) -> Result<CheckRun> {
+        let mut run = Attempts::default();
+        let mut hosts = self.candidates(group, &HashSet::new()).await?;
+        if hosts.is_empty() {
+            hosts = self.ranking(group).await?;
+        }
+        if hosts.is_empty() {
+            hosts = store::listed(&self.db, group).await?;
+        }
+        let Some(host) = hosts.into_iter().next() else {
+            return Ok(run.finish(CheckVerdict::NoAnswer, Mode::NoCheck, None));
+        };
+        let Exchange { outcome, record } = self
+            .client
+            .check_codes_within(&host, key, request, self.settings.no_check_timeout)
+            .await;
+        run.exchanges.push(record);
+        let verdict = match outcome {
+            Outcome::Answered(answer) => {
+                modes::switch(
+                    &self.db,
+                    tenant_id,
+                    group,
+                    Mode::Online,
+                    Reason::Recovered,
+                    &run.exchanges,
+                )
+                .await?;
+                self.remember_current(group, &host).await;
+                return Ok(run.finish_at(CheckVerdict::Answered(answer), Mode::Online, &host));
+            }
+            Outcome::Unauthorized => CheckVerdict::Unauthorized,
+            Outcome::Emergency { .. } => CheckVerdict::Emergency,
+            _ => CheckVerdict::NoAnswer,
+        };
+        Ok(run.finish_at(verdict, Mode::NoCheck, &host))
+    }
+
+    /// The ranked hosts not blocked and not yet tried, fastest first. The ranking comes from
+    /// Redis, or from Postgres when Redis is unreachable or empty; blocks likewise.
+    async fn candidates(&self, group: &CdnGroup, tried: &HashSet<CdnHost>) -> Result<Vec<CdnHost>> {
+        let ranking: Vec<CdnHost> = self
+            .ranking(group)
+            .await?
+            .into_iter()
+            .filter(|h| !tried.contains(h))
+            .collect();
+        let blocked: Vec<bool> = match cache::blocked(&self.cache, group, &ranking).await {
+            Ok(flags) => flags,
+            Err(e) => {
+                tracing::warn!(error.message = %e, "host blocks read from Postgres");
+                let blocked = store::blocked(&self.db, group).await?;
+                ranking.iter().map(|h| blocked.contains(h)).collect()
+            }
+        };
+        Ok(ranking
+            .into_iter()
+            .zip(blocked)
+            .filter_map(|(host, blocked)| (!blocked).then_some(host))
+            .collect())
+    }
+
+    async fn ranking(&self, group: &CdnGroup) -> Result<Vec<CdnHost>> {
+        match cache::ranking(&self.cache, group).await {
+            Ok(Some(ranking)) if !ranking.is_empty() => return Ok(ranking),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error.message = %e, "ranking read from Postgres"),
+        }
+        let ranking = store::ranking(&self.db, group).await?;
+        if !ranking.is_empty()
+            && let Err(e) = cache::put_ranking(&self.cache, group, &ranking).await
+        {
+            tracing::debug!(error.message = %e, "ranking not cached");
+        }
+        Ok(ranking)
+    }
+
+    /// Blocks `host` for every replica. Bookkeeping failures are logged: they must not stop
+    /// the check itself.
+    async fn block(&self, group: &CdnGroup, host: &CdnHost, outcome: &str) {
+        let until = Utc::now()
+            + chrono::Duration::from_std(self.settings.block_time).unwrap_or(chrono::Duration::MAX);
+        tracing::warn!(cdn.host = %host, outcome, "CDN host blocked");
+        if let Err(e) = cache::block(&self.cache, group, host, self.settings.block_time).await {
+            tracing::warn!(cdn.host = %host, error.message = %e, "host block not cached");
+        }
+        if let Err(e) = store::block(&self.db, group, host, until, outcome).await {
+            tracing::warn!(cdn.host = %host, error.message = %e, "host block not stored");
+        }
+    }
+
+    /// Makes the host that answered current when it was not: the ranking's first place.
+    async fn remember_current(&self, group: &CdnGroup, host: &CdnHost) {
+        let ranking = match self.ranking(group).await {
+            Ok(ranking) => ranking,
+            Err(_) => return,
+        };
+        if ranking.first() == Some(host) {
+            return;
+        }
+        let mut reordered = vec![host.clone()];
+        reordered.extend(ranking.into_iter().filter(|h| h != host));
+        if let Err(e) = cache::put_ranking(&self.cache, group, &reordered).await {
+            tracing::debug!(error.message = %e, "ranking not cached");
+        }
+        if let Err(e) = store::make_current(&self.db, group, host).await {
+            tracing::warn!(cdn.host = %host, error.message = %e, "current host not stored");
+        }
+    }
+}
+
+/// The bookkeeping of one document's attempts.
+#[derive(Debug, Default)]
+struct Attempts {
+    tried: HashSet<CdnHost>,
+    exchanges: Vec<ExchangeRecord>,
+    cross_border_outages: u32,
+}
+
+impl Attempts {
+    fn finish(self, verdict: CheckVerdict, mode: Mode, host: Option<CdnHost>) -> CheckRun {
+        CheckRun {
+            verdict,
+            mode,
+            host,
+            exchanges: self.exchanges,
+        }
+    }
+
+    fn finish_at(&mut self, verdict: CheckVerdict, mode: Mode, host: &CdnHost) -> CheckRun {
+        CheckRun {
+            verdict,
+            mode,
+            host: Some(host.clone()),
+            exchanges: std::mem::take(&mut self.exchanges),
+        }
+    }
+}
