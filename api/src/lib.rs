@@ -18,6 +18,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use imark_core::auth::TokenKeys;
 use imark_core::cache::Cache;
+use imark_core::cdn::Failover;
 use imark_core::config::Config;
 use imark_core::crypto::{ApiKeyHasher, MasterKeys};
 use imark_core::db;
@@ -44,6 +45,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::stores::router())
         .merge(routes::keys::router())
         .merge(routes::truemark::router())
+        .merge(routes::documents::router())
+        .merge(routes::policy::router())
         .merge(routes::health::router())
 }
 
@@ -125,12 +128,13 @@ impl AppState {
             .context("connecting to Redis (IMARK_REDIS_URL)")?;
         let tokens = TokenKeys::new(&config.jwt_keys, config.jwt_ttl).context("IMARK_JWT_KEYS")?;
         Ok(Self {
-            db,
-            cache,
             tokens: Arc::new(tokens),
             hasher: ApiKeyHasher::new(config.api_key_pepper.clone()),
             master_keys: MasterKeys::new(config.master_keys.clone()),
             platform_key: config.platform_key.clone(),
+            failover: Failover::new(db.clone(), cache.clone(), config.truemark.clone())?,
+            db,
+            cache,
         })
     }
 }

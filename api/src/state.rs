@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use imark_core::auth::TokenKeys;
 use imark_core::cache::Cache;
+use imark_core::cdn::Failover;
 use imark_core::crypto::{ApiKeyHasher, MasterKeys};
 use sea_orm::DatabaseConnection;
 use secrecy::SecretString;
@@ -17,4 +18,5 @@ pub struct AppState {
     pub hasher: ApiKeyHasher,
     pub master_keys: MasterKeys,
     pub platform_key: SecretString,
+    pub failover: Failover,
 }

@@ -7,7 +7,7 @@ use sea_orm::{
     ColumnTrait as _, ConnectionTrait as _, DatabaseConnection, EntityTrait as _, QueryFilter as _,
     QueryOrder as _, Statement, TransactionTrait as _,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use truemark::client::ExchangeRecord;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::ids::utc;
 
 /// Whether a tenant's checks reach ЧЗ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     Online,

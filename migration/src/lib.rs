@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261203_000001_tenancy;
 mod m20261203_000002_cdn;
+mod m20261203_000004_documents;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261203_000001_tenancy::Migration),
             Box::new(m20261203_000002_cdn::Migration),
+            Box::new(m20261203_000004_documents::Migration),
         ]
     }
 }

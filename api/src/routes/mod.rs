@@ -1,8 +1,10 @@
 //! One module per resource; each owns its routes.
 
+pub mod documents;
 pub mod health;
 pub mod keys;
 pub mod me;
+pub mod policy;
 pub mod stores;
 pub mod tenants;
 pub mod token;

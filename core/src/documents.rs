@@ -1,0 +1,851 @@
+//! The main job: a POS sends its sale, return or check, and iMark answers within the ЧЗ time
+//! budget with a verdict per item and the tag 1260 to print.
+//!
+//! One document's way: parse and normalise every code → one `codes/check` for all of them
+//! through the failover engine → lock the marks in the base → apply the policy → write the
+//! document, its items, the mark changes and the evidence in one transaction → answer.
+
+mod decide;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use entities::documents;
+use sea_orm::{
+    ColumnTrait as _, ConnectionTrait as _, DatabaseConnection, DatabaseTransaction,
+    EntityTrait as _, FromQueryResult, QueryFilter as _, Statement, TransactionTrait as _,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use truemark::client::TrueApiKey;
+use truemark::code::MarkingCode;
+use truemark::tag1260::Tag1260;
+use truemark::wire::{CheckedCode, CodeStatus, CodesCheckRequest};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::cache::Cache;
+use crate::cdn::{CdnGroup, CheckRun, CheckVerdict, Failover};
+use crate::credentials;
+use crate::crypto::MasterKeys;
+use crate::error::{Error, Result, is_unique_violation};
+use crate::evidence::{self, ExchangeRow};
+use crate::modes::Mode;
+use crate::policy::{self, Action, Criterion, TenantPolicies};
+
+/// The most items one document may carry.
+pub const MAX_ITEMS: usize = 500;
+
+/// What the POS is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A sale: items not blocked are recorded sold at once.
+    Sale,
+    /// A return: sold items become available again.
+    Return,
+    /// A check only: nothing changes.
+    Check,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Sale => "sale",
+            Self::Return => "return",
+            Self::Check => "check",
+        }
+    }
+}
+
+/// An item's or a document's verdict; a document's is the worst of its items'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Allow,
+    Warn,
+    Block,
+}
+
+impl Verdict {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Warn => "warn",
+            Self::Block => "block",
+        }
+    }
+}
+
+/// A document as the POS sends it, already parsed.
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentRequest {
+    /// The POS's own id of the document: the idempotency key within the store.
+    pub id: String,
+    pub kind: Kind,
+    pub fiscal_drive_number: String,
+    pub items: Vec<ItemRequest>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemRequest {
+    /// The code as scanned.
+    pub code: String,
+    /// The selling price in kopecks.
+    pub price: Option<u64>,
+    pub quantity: Option<u32>,
+}
+
+/// Why an item got its verdict.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReasonView {
+    pub criterion: Criterion,
+    pub action: Action,
+    /// For the cashier, in Russian.
+    pub message: String,
+}
+
+/// The answer for one item.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ItemAnswer {
+    /// The item's place in the request, from 0.
+    pub position: usize,
+    /// The code as scanned.
+    pub input: String,
+    /// The canonical marking code (with 0x1D separators and its crypto tail); `null` when the
+    /// input could not be normalised.
+    pub code: Option<String>,
+    /// The identification code (КИ), the key of the mark base.
+    pub cis: Option<String>,
+    pub verdict: Verdict,
+    pub reasons: Vec<ReasonView>,
+    /// The mark's status in the base before and after this document (`null`: not in the base).
+    pub mark_status_before: Option<String>,
+    pub mark_status_after: Option<String>,
+    /// Whether the decision came from what iMark knew, without a ЧЗ answer.
+    pub offline: bool,
+    /// ЧЗ's object for this code, as received.
+    #[schema(value_type = Option<Object>)]
+    pub truemark_response: Option<Value>,
+}
+
+/// Fiscal tag 1260 for every item of the receipt.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "1262": "030", "1263": "21.11.2023", "1264": "1944",
+    "1265": "UUID=f7b51a1b-75f0-4c3b-8843-52daa4765dea&Time=1773524146442",
+    "tlv_hex": "ec04..."
+}))]
+pub struct Tag1260View {
+    #[serde(rename = "1262")]
+    pub foiv_id: String,
+    #[serde(rename = "1263")]
+    pub document_date: String,
+    #[serde(rename = "1264")]
+    pub document_number: String,
+    #[serde(rename = "1265")]
+    pub value: String,
+    /// The whole tag 1260 (STLV with 1262..1265) as hex, for drivers that take raw bytes.
+    pub tlv_hex: String,
+}
+
+/// iMark's answer to a document.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DocumentAnswer {
+    /// The POS's document id.
+    pub id: String,
+    /// iMark's id of the document.
+    pub document_id: Uuid,
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    pub verdict: Verdict,
+    pub mode: Mode,
+    pub items: Vec<ItemAnswer>,
+    /// ЧЗ's answer as received; `null` when none came.
+    #[schema(value_type = Option<Object>)]
+    pub truemark_response: Option<Value>,
+    pub req_id: Option<String>,
+    /// Milliseconds since the epoch, exactly as ЧЗ sent it.
+    pub req_timestamp: Option<i64>,
+    pub tag1260: Option<Tag1260View>,
+    /// Why `tag1260` is `null`: `no_check_mode`, `emergency`, `truemark_refused`,
+    /// `no_codes_checked` or `answer_without_request_id`.
+    pub tag1260_absent_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub voided_at: Option<DateTime<Utc>>,
+}
+
+/// What a document needs from the rest of iMark.
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    pub db: &'a DatabaseConnection,
+    pub cache: &'a Cache,
+    pub failover: &'a Failover,
+    pub master_keys: &'a MasterKeys,
+    pub tenant_id: Uuid,
+    pub store_id: Uuid,
+}
+
+/// The outcome of `process`: the answer, and whether it is a stored one replayed.
+#[derive(Debug, Clone)]
+pub struct Processed {
+    pub answer: DocumentAnswer,
+    pub replayed: bool,
+}
+
+/// Checks a document and records it. The same POS id with the same body returns the stored
+/// answer without asking ЧЗ again; with another body it is a 409.
+pub async fn process(ctx: &Context<'_>, request: DocumentRequest) -> Result<Processed> {
+    validate(&request)?;
+    let hash = request_hash(&request);
+    if let Some(stored) = stored(ctx, &request.id, &hash).await? {
+        return Ok(Processed {
+            answer: stored,
+            replayed: true,
+        });
+    }
+
+    let codes: Vec<Result<MarkingCode, truemark::code::CodeError>> = request
+        .items
+        .iter()
+        .map(|item| MarkingCode::parse(&item.code))
+        .collect();
+    let run = check(ctx, &request, &codes).await?;
+    let policies = policy::load(ctx.db, ctx.tenant_id).await?;
+
+    let document_id = Uuid::now_v7();
+    let evidence: Vec<ExchangeRow> = run
+        .as_ref()
+        .map(|run| {
+            run.exchanges
+                .iter()
+                .map(|r| ExchangeRow::new(r, ctx.tenant_id, Some(ctx.store_id), Some(document_id)))
+                .collect()
+        })
+        .unwrap_or_default();
+
+    let written = write(
+        ctx,
+        &request,
+        &hash,
+        document_id,
+        &codes,
+        run.as_ref(),
+        &policies,
+        &evidence,
+    )
+    .await;
+    match written {
+        Ok(answer) => Ok(Processed {
+            answer,
+            replayed: false,
+        }),
+        Err(WriteError::Duplicate) => {
+            // The same document arrived twice at once; the first one written answers both.
+            evidence::write(ctx.db, &evidence).await.ok();
+            match stored(ctx, &request.id, &hash).await? {
+                Some(answer) => Ok(Processed {
+                    answer,
+                    replayed: true,
+                }),
+                None => Err(Error::conflict(
+                    "document_in_progress",
+                    "retry the document",
+                )),
+            }
+        }
+        Err(WriteError::Failed(error)) => {
+            // ЧЗ has answered: its evidence must survive the failed write. The document was not
+            // recorded, so the POS may send it again under the same id.
+            evidence::spool(ctx.cache, &evidence).await;
+            Err(match error {
+                Error::Internal(source) => Error::Unavailable(source),
+                other => other,
+            })
+        }
+    }
+}
+
+fn validate(request: &DocumentRequest) -> Result<()> {
+    let id = request.id.trim();
+    if id.is_empty() || id.chars().count() > 128 || id.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "id",
+            "must be 1 to 128 printable characters",
+        ));
+    }
+    let fdn = &request.fiscal_drive_number;
+    if fdn.is_empty() || fdn.len() > 32 || !fdn.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::invalid(
+            "fiscal_drive_number",
+            "must be the ФН serial: digits only",
+        ));
+    }
+    if request.items.is_empty() || request.items.len() > MAX_ITEMS {
+        return Err(Error::invalid(
+            "items",
+            format!("must hold 1 to {MAX_ITEMS} items"),
+        ));
+    }
+    for (i, item) in request.items.iter().enumerate() {
+        if item.code.chars().count() > 2048 {
+            return Err(Error::invalid(
+                format!("items[{i}].code"),
+                "is longer than 2048 characters",
+            ));
+        }
+        if item.quantity == Some(0) {
+            return Err(Error::invalid(
+                format!("items[{i}].quantity"),
+                "must be at least 1",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn request_hash(request: &DocumentRequest) -> Vec<u8> {
+    let canonical = serde_json::to_vec(request).unwrap_or_default();
+    Sha256::digest(canonical).to_vec()
+}
+
+/// The stored answer for the POS id, if the document was processed before.
+async fn stored(ctx: &Context<'_>, pos_id: &str, hash: &[u8]) -> Result<Option<DocumentAnswer>> {
+    let Some(row) = documents::Entity::find()
+        .filter(documents::Column::TenantId.eq(ctx.tenant_id))
+        .filter(documents::Column::StoreId.eq(ctx.store_id))
+        .filter(documents::Column::PosDocumentId.eq(pos_id))
+        .one(ctx.db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if row.request_hash != hash {
+        return Err(Error::conflict(
+            "document_id_reused",
+            "this document id was already used with another body",
+        ));
+    }
+    let mut answer: DocumentAnswer = serde_json::from_value(row.answer).map_err(Error::internal)?;
+    answer.voided_at = row.voided_at.map(crate::ids::utc);
+    Ok(Some(answer))
+}
+
+/// Asks ЧЗ about every code that could be normalised, once, through the failover engine.
+async fn check(
+    ctx: &Context<'_>,
+    request: &DocumentRequest,
+    codes: &[Result<MarkingCode, truemark::code::CodeError>],
+) -> Result<Option<CheckRun>> {
+    let mut full: Vec<String> = codes
+        .iter()
+        .filter_map(|c| c.as_ref().ok().map(|c| c.full().to_owned()))
+        .collect();
+    full.dedup();
+    if full.is_empty() {
+        return Ok(None);
+    }
+    let credentials = credentials::effective(ctx.db, ctx.master_keys, ctx.tenant_id, ctx.store_id)
+        .await?
+        .ok_or_else(|| {
+            Error::conflict(
+                "truemark_not_configured",
+                "no ЧЗ key is set for this store or its tenant (PUT /truemark)",
+            )
+        })?;
+    let base = credentials
+        .base_url
+        .as_str()
+        .parse()
+        .map_err(Error::internal)?;
+    let group = CdnGroup::new(base, credentials.region.clone());
+    let key = TrueApiKey::new(secrecy::ExposeSecret::expose_secret(&credentials.api_key))
+        .map_err(Error::internal)?;
+    let check = CodesCheckRequest::new(full, request.fiscal_drive_number.clone());
+    let run = ctx
+        .failover
+        .check(ctx.tenant_id, &group, &key, &check)
+        .await?;
+    if matches!(run.verdict, CheckVerdict::Unauthorized) {
+        let rows: Vec<ExchangeRow> = run
+            .exchanges
+            .iter()
+            .map(|r| ExchangeRow::new(r, ctx.tenant_id, Some(ctx.store_id), None))
+            .collect();
+        if evidence::write(ctx.db, &rows).await.is_err() {
+            evidence::spool(ctx.cache, &rows).await;
+        }
+        return Err(Error::conflict(
+            "truemark_key_rejected",
+            "ЧЗ refused the ЧЗ key of this store or tenant; the HQ must renew it (PUT /truemark)",
+        ));
+    }
+    Ok(Some(run))
+}
+
+enum WriteError {
+    Duplicate,
+    Failed(Error),
+}
+
+impl From<Error> for WriteError {
+    fn from(error: Error) -> Self {
+        Self::Failed(error)
+    }
+}
+
+impl From<sea_orm::DbErr> for WriteError {
+    fn from(error: sea_orm::DbErr) -> Self {
+        Self::Failed(error.into())
+    }
+}
+
+#[derive(Debug, FromQueryResult)]
+struct MarkRow {
+    cis: String,
+    status: String,
+    truemark_state: Option<Value>,
+}
+
+/// Decides every item against the locked marks and writes the whole document in one
+/// transaction.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site, each argument a distinct input"
+)]
+async fn write(
+    ctx: &Context<'_>,
+    request: &DocumentRequest,
+    hash: &[u8],
+    document_id: Uuid,
+    codes: &[Result<MarkingCode, truemark::code::CodeError>],
+    run: Option<&CheckRun>,
+    policies: &TenantPolicies,
+    evidence: &[ExchangeRow],
+) -> Result<DocumentAnswer, WriteError> {
+    let now = Utc::now();
+    let answer = run.and_then(|r| match &r.verdict {
+        CheckVerdict::Answered(answer) => Some(answer),
+        _ => None,
+    });
+    let mode = run.map_or(Mode::Online, |r| r.mode);
+
+    let txn = ctx.db.begin().await?;
+    let marks = lock_marks(&txn, ctx.tenant_id, codes).await?;
+
+    let mut items = Vec::with_capacity(codes.len());
+    for (position, (item, code)) in request.items.iter().zip(codes).enumerate() {
+        let item = decide_item(
+            position,
+            item,
+            code,
+            run,
+            answer,
+            &marks,
+            request.kind,
+            policies,
+            ctx.store_id,
+            now,
+        );
+        items.push(item);
+    }
+    let verdict = items
+        .iter()
+        .map(|i| i.verdict)
+        .max()
+        .unwrap_or(Verdict::Allow);
+
+    for item in &mut items {
+        apply(&txn, ctx, document_id, request.kind, item).await?;
+    }
+
+    let (tag1260, absent) = tag(run, answer);
+    let document = DocumentAnswer {
+        id: request.id.clone(),
+        document_id,
+        kind: request.kind,
+        verdict,
+        mode,
+        items,
+        truemark_response: answer.map(raw_answer),
+        req_id: answer.and_then(|a| a.req_id.clone()),
+        req_timestamp: answer.and_then(|a| a.req_timestamp),
+        tag1260,
+        tag1260_absent_reason: absent.map(str::to_owned),
+        created_at: now,
+        voided_at: None,
+    };
+
+    insert_document(&txn, ctx, request, hash, &document).await?;
+    for item in &document.items {
+        insert_item(&txn, document_id, item).await?;
+    }
+    evidence::write(&txn, evidence).await?;
+    txn.commit().await?;
+    Ok(document)
+}
+
+/// Adds every normalised КИ to the base as available when new, then locks them all in a fixed
+/// order, so that two stores selling one mark at once are served one after the other.
+async fn lock_marks(
+    txn: &DatabaseTransaction,
+    tenant_id: Uuid,
+    codes: &[Result<MarkingCode, truemark::code::CodeError>],
+) -> Result<BTreeMap<String, MarkRow>, WriteError> {
+    let mut cis: Vec<String> = codes
+        .iter()
+        .filter_map(|c| c.as_ref().ok().map(|c| c.cis().as_str().to_owned()))
+        .collect();
+    cis.sort();
+    cis.dedup();
+    if cis.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let backend = txn.get_database_backend();
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        "INSERT INTO marks (tenant_id, cis, status) \
+         SELECT $1, unnest($2::text[]), 'available' ON CONFLICT DO NOTHING",
+        [tenant_id.into(), cis.clone().into()],
+    ))
+    .await?;
+    let rows = MarkRow::find_by_statement(Statement::from_sql_and_values(
+        backend,
+        "SELECT cis, status, truemark_state FROM marks \
+         WHERE tenant_id = $1 AND cis = ANY($2::text[]) ORDER BY cis FOR UPDATE",
+        [tenant_id.into(), cis.into()],
+    ))
+    .all(txn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.cis.clone(), r)).collect())
+}
+
+#[allow(clippy::too_many_arguments, reason = "the inputs of one decision")]
+fn decide_item(
+    position: usize,
+    item: &ItemRequest,
+    code: &Result<MarkingCode, truemark::code::CodeError>,
+    run: Option<&CheckRun>,
+    answer: Option<&truemark::wire::CodesCheckAnswer>,
+    marks: &BTreeMap<String, MarkRow>,
+    kind: Kind,
+    policies: &TenantPolicies,
+    store_id: Uuid,
+    now: DateTime<Utc>,
+) -> ItemAnswer {
+    let code = match code {
+        Ok(code) => code,
+        Err(error) => {
+            let rules = policies.rules(store_id, None);
+            let action = rules.action(Criterion::CodeNotNormalised);
+            return ItemAnswer {
+                position,
+                input: item.code.clone(),
+                code: None,
+                cis: None,
+                verdict: verdict_of(action),
+                reasons: vec![ReasonView {
+                    criterion: Criterion::CodeNotNormalised,
+                    action,
+                    message: error.cashier_message().to_owned(),
+                }],
+                mark_status_before: None,
+                mark_status_after: None,
+                offline: false,
+                truemark_response: None,
+            };
+        }
+    };
+    let mark = marks.get(code.cis().as_str());
+    let checked = answer.and_then(|a| find_code(&a.codes, code));
+    let mut criteria = Vec::new();
+    let mut offline = false;
+    match (run.map(|r| &r.verdict), checked) {
+        (Some(CheckVerdict::Answered(_)), Some(state)) => {
+            criteria.extend(decide::from_truemark(state.status(), kind, item.price, now));
+        }
+        (Some(CheckVerdict::Answered(_) | CheckVerdict::Refused(_)), _) => {
+            criteria.push(Criterion::TruemarkRefused);
+        }
+        _ => {
+            offline = true;
+            criteria.push(Criterion::CheckUnavailable);
+            let earlier = mark
+                .and_then(|m| m.truemark_state.clone())
+                .and_then(|v| serde_json::from_value::<CodeStatus>(v).ok());
+            if let Some(earlier) = earlier {
+                criteria.extend(decide::from_earlier_state(&earlier, kind));
+            }
+        }
+    }
+    criteria.extend(decide::from_mark_base(
+        mark.map(|m| m.status.as_str()),
+        kind,
+    ));
+
+    let group = checked
+        .and_then(|c| c.status().group_ids.as_ref())
+        .and_then(|g| g.first())
+        .and_then(|g| i32::try_from(*g).ok());
+    let rules = policies.rules(store_id, group);
+    let reasons: Vec<ReasonView> = criteria
+        .into_iter()
+        .map(|criterion| (criterion, rules.action(criterion)))
+        .filter(|(_, action)| *action != Action::Ignore)
+        .map(|(criterion, action)| ReasonView {
+            criterion,
+            action,
+            message: criterion.message().to_owned(),
+        })
+        .collect();
+    let verdict = reasons
+        .iter()
+        .map(|r| verdict_of(r.action))
+        .max()
+        .unwrap_or(Verdict::Allow);
+    ItemAnswer {
+        position,
+        input: item.code.clone(),
+        code: Some(code.full().to_owned()),
+        cis: Some(code.cis().as_str().to_owned()),
+        verdict,
+        reasons,
+        mark_status_before: mark.map(|m| m.status.clone()),
+        mark_status_after: mark.map(|m| m.status.clone()),
+        offline,
+        truemark_response: checked.map(|c| c.raw().clone()),
+    }
+}
+
+fn verdict_of(action: Action) -> Verdict {
+    match action {
+        Action::Ignore => Verdict::Allow,
+        Action::Warn => Verdict::Warn,
+        Action::Block => Verdict::Block,
+    }
+}
+
+/// ЧЗ's object for `code`: matched by the code as sent, else by its КИ.
+fn find_code<'a>(codes: &'a [CheckedCode], code: &MarkingCode) -> Option<&'a CheckedCode> {
+    codes
+        .iter()
+        .find(|c| c.status().cis.as_deref() == Some(code.full()))
+        .or_else(|| {
+            codes.iter().find(|c| {
+                c.status().cis.as_deref() == Some(code.cis().as_str())
+                    || c.status().print_view.as_deref() == Some(code.cis().as_str())
+            })
+        })
+}
+
+/// Records what the item did to the mark base: a sale not blocked sells the mark, a return not
+/// blocked makes a sold mark available; a check changes nothing. The last ЧЗ state is kept.
+async fn apply(
+    txn: &DatabaseTransaction,
+    ctx: &Context<'_>,
+    document_id: Uuid,
+    kind: Kind,
+    item: &mut ItemAnswer,
+) -> Result<(), WriteError> {
+    let Some(cis) = item.cis.clone() else {
+        return Ok(());
+    };
+    let backend = txn.get_database_backend();
+    if let Some(state) = &item.truemark_response {
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            "UPDATE marks SET truemark_state = $3, truemark_checked_at = now(), \
+                 gtin = COALESCE($4, gtin), updated_at = now() \
+             WHERE tenant_id = $1 AND cis = $2",
+            [
+                ctx.tenant_id.into(),
+                cis.clone().into(),
+                state.clone().into(),
+                state
+                    .get("gtin")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .into(),
+            ],
+        ))
+        .await?;
+    }
+    let target = match (kind, item.verdict, item.mark_status_before.as_deref()) {
+        (_, Verdict::Block, _) | (Kind::Check, _, _) => None,
+        (Kind::Sale, _, _) => Some("sold"),
+        (Kind::Return, _, Some("sold")) => Some("available"),
+        (Kind::Return, _, _) => None,
+    };
+    if let Some(target) = target {
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            "UPDATE marks SET status = $3, store_id = $4, document_id = $5, \
+                 sold_at = CASE WHEN $3 = 'sold' THEN now() ELSE sold_at END, updated_at = now() \
+             WHERE tenant_id = $1 AND cis = $2",
+            [
+                ctx.tenant_id.into(),
+                cis.into(),
+                target.into(),
+                ctx.store_id.into(),
+                document_id.into(),
+            ],
+        ))
+        .await?;
+        item.mark_status_after = Some(target.to_owned());
+    }
+    Ok(())
+}
+
+fn tag(
+    run: Option<&CheckRun>,
+    answer: Option<&truemark::wire::CodesCheckAnswer>,
+) -> (Option<Tag1260View>, Option<&'static str>) {
+    let Some(run) = run else {
+        return (None, Some("no_codes_checked"));
+    };
+    match (&run.verdict, answer) {
+        (CheckVerdict::Answered(_), Some(answer)) => {
+            let tag = answer
+                .req_id
+                .as_deref()
+                .zip(answer.req_timestamp)
+                .and_then(|(id, at)| Tag1260::permissive(id, at).ok());
+            match tag {
+                Some(tag) => (
+                    Some(Tag1260View {
+                        foiv_id: tag.foiv_id().to_owned(),
+                        document_date: tag.document_date().to_owned(),
+                        document_number: tag.document_number().to_owned(),
+                        value: tag.value().to_owned(),
+                        tlv_hex: tag.tlv_hex(),
+                    }),
+                    None,
+                ),
+                None => (None, Some("answer_without_request_id")),
+            }
+        }
+        (CheckVerdict::Refused(_), _) => (None, Some("truemark_refused")),
+        (CheckVerdict::Emergency, _) => (None, Some("emergency")),
+        _ => (None, Some("no_check_mode")),
+    }
+}
+
+fn raw_answer(answer: &truemark::wire::CodesCheckAnswer) -> Value {
+    serde_json::to_value(answer).unwrap_or(Value::Null)
+}
+
+async fn insert_document(
+    txn: &DatabaseTransaction,
+    ctx: &Context<'_>,
+    request: &DocumentRequest,
+    hash: &[u8],
+    document: &DocumentAnswer,
+) -> Result<(), WriteError> {
+    let answer = serde_json::to_value(document).map_err(Error::internal)?;
+    let inserted = txn
+        .execute_raw(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            "INSERT INTO documents (id, tenant_id, store_id, pos_document_id, kind, \
+                 fiscal_drive_number, request_hash, verdict, mode, req_id, answer, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            [
+                document.document_id.into(),
+                ctx.tenant_id.into(),
+                ctx.store_id.into(),
+                request.id.clone().into(),
+                request.kind.as_str().into(),
+                request.fiscal_drive_number.clone().into(),
+                hash.to_vec().into(),
+                document.verdict.as_str().into(),
+                document.mode.as_str().into(),
+                document.req_id.clone().into(),
+                answer.into(),
+                document.created_at.into(),
+            ],
+        ))
+        .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(WriteError::Duplicate),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn insert_item(
+    txn: &DatabaseTransaction,
+    document_id: Uuid,
+    item: &ItemAnswer,
+) -> Result<(), WriteError> {
+    let criteria: Vec<Criterion> = item.reasons.iter().map(|r| r.criterion).collect();
+    let criteria = serde_json::to_value(criteria).map_err(Error::internal)?;
+    txn.execute_raw(Statement::from_sql_and_values(
+        txn.get_database_backend(),
+        "INSERT INTO document_items (document_id, position, cis, verdict, criteria, \
+             status_before, status_after, applied) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        [
+            document_id.into(),
+            i32::try_from(item.position).unwrap_or(i32::MAX).into(),
+            item.cis.clone().into(),
+            item.verdict.as_str().into(),
+            criteria.into(),
+            item.mark_status_before.clone().into(),
+            item.mark_status_after.clone().into(),
+            (item.mark_status_before != item.mark_status_after).into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Voids a sale whose receipt failed to print: its sold marks become available again. Voiding
+/// twice changes nothing more.
+pub async fn void(ctx: &Context<'_>, pos_id: &str) -> Result<DocumentAnswer> {
+    let txn = ctx.db.begin().await?;
+    let backend = txn.get_database_backend();
+    let row = documents::Entity::find()
+        .filter(documents::Column::TenantId.eq(ctx.tenant_id))
+        .filter(documents::Column::StoreId.eq(ctx.store_id))
+        .filter(documents::Column::PosDocumentId.eq(pos_id))
+        .one(&txn)
+        .await?
+        .ok_or(Error::NotFound("document"))?;
+    if row.kind != "sale" {
+        return Err(Error::conflict("not_a_sale", "only a sale can be voided"));
+    }
+    if row.voided_at.is_none() {
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            "UPDATE marks SET status = 'available', updated_at = now() \
+             WHERE tenant_id = $1 AND document_id = $2 AND status = 'sold'",
+            [ctx.tenant_id.into(), row.id.into()],
+        ))
+        .await?;
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            "UPDATE documents SET voided_at = now() WHERE id = $1",
+            [row.id.into()],
+        ))
+        .await?;
+    }
+    txn.commit().await?;
+    let hash = row.request_hash.clone();
+    stored(ctx, pos_id, &hash)
+        .await?
+        .ok_or(Error::NotFound("document"))
+}
+
+/// The stored answer of a document of the store, by the POS's id.
+pub async fn find(ctx: &Context<'_>, pos_id: &str) -> Result<DocumentAnswer> {
+    let row = documents::Entity::find()
+        .filter(documents::Column::TenantId.eq(ctx.tenant_id))
+        .filter(documents::Column::StoreId.eq(ctx.store_id))
+        .filter(documents::Column::PosDocumentId.eq(pos_id))
+        .one(ctx.db)
+        .await?
+        .ok_or(Error::NotFound("document"))?;
+    let mut answer: DocumentAnswer = serde_json::from_value(row.answer).map_err(Error::internal)?;
+    answer.voided_at = row.voided_at.map(crate::ids::utc);
+    Ok(answer)
+}

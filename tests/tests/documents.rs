@@ -1,0 +1,627 @@
+//! The main job through the real HTTP API, against the ЧЗ emulator.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use serde_json::{Value, json};
+use truemark::client::Endpoint;
+use truemark_sandbox::{DEFAULT_API_KEY, Fault, FaultTarget, Fixture, Sandbox, SandboxConfig};
+use uuid::Uuid;
+
+use imark_tests::{Response, TestApp};
+
+const GS: char = '\u{1d}';
+
+/// A store's POS, with its tenant's HQ, against its own emulator.
+struct Pos {
+    app: TestApp,
+    sandbox: Sandbox,
+    hq: String,
+    store: String,
+    store_id: Uuid,
+}
+
+async fn pos() -> Pos {
+    let app = TestApp::spawn_with(|vars| {
+        vars.insert("IMARK_TRUEMARK_CHECK_TIMEOUT_MS".into(), "400".into());
+        vars.insert("IMARK_TRUEMARK_NO_CHECK_TIMEOUT_MS".into(), "300".into());
+    })
+    .await;
+    let sandbox = Sandbox::start(SandboxConfig {
+        fixture: Fixture::acceptance().unwrap(),
+        ..SandboxConfig::default()
+    })
+    .await
+    .unwrap();
+    let (_, hq_key) = app.create_tenant("Сеть").await;
+    let hq = app.token(&hq_key).await;
+    let store_id = app.create_store(&hq, "s1").await;
+    let settings = json!({
+        "api_key": DEFAULT_API_KEY,
+        "base_url": sandbox.discovery_url().as_str(),
+        "region": "test"
+    });
+    assert_eq!(app.put("/truemark", &hq, &settings).await.status, 200);
+    let (_, key) = app
+        .issue_key(
+            &hq,
+            &json!({"role": "store", "name": "pos", "store_id": store_id}),
+        )
+        .await;
+    let store = app.token(&key).await;
+    Pos {
+        app,
+        sandbox,
+        hq,
+        store,
+        store_id,
+    }
+}
+
+impl Pos {
+    async fn send(&self, id: &str, kind: &str, items: Value) -> Response {
+        let body = json!({
+            "id": id,
+            "type": kind,
+            "fiscal_drive_number": "7281440500012345",
+            "items": items
+        });
+        self.app.post("/document", &self.store, &body).await
+    }
+
+    async fn sale(&self, id: &str, code: &str) -> Value {
+        let response = self.send(id, "sale", json!([{"code": code}])).await;
+        assert_eq!(response.status, 200, "{}", response.text);
+        response.json()
+    }
+
+    fn code_checks(&self) -> u64 {
+        self.sandbox.control().stats().total(Endpoint::CodesCheck)
+    }
+}
+
+fn gs(code: &str) -> String {
+    code.replace("<GS>", &GS.to_string())
+}
+
+/// The acceptance catalogue's rows: (case, code, price, expected sale verdict).
+fn acceptance_cases() -> Vec<(String, String, Option<u64>, String)> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/crpt-acceptance-cases.tsv"
+    ))
+    .unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("case\t") && !l.trim().is_empty())
+        .map(|line| {
+            let cols: Vec<&str> = line.split('\t').collect();
+            (
+                cols[0].to_owned(),
+                gs(cols[1]),
+                cols[4].parse().ok(),
+                cols[5].to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_acceptance_case_gets_its_sale_verdict() {
+    for (case, code, price, expected) in acceptance_cases() {
+        let pos = pos().await;
+        if case == "514" {
+            pos.sandbox.control().activate_case("514").unwrap();
+        }
+        let mut item = json!({"code": code});
+        if let Some(price) = price {
+            item["price"] = json!(price);
+        }
+
+        let response = pos
+            .send(&format!("case-{case}"), "sale", json!([item]))
+            .await;
+
+        assert_eq!(response.status, 200, "case {case}: {}", response.text);
+        let answer = response.json();
+        let verdict = answer["verdict"].as_str().unwrap();
+        let has_tag = !answer["tag1260"].is_null();
+        if expected == "block" {
+            assert_eq!(verdict, "block", "case {case}: {answer}");
+        } else if expected == "allow" {
+            assert_eq!(verdict, "allow", "case {case}: {answer}");
+            assert!(has_tag, "case {case}: an answered sale carries tag 1260");
+        } else {
+            assert!(
+                expected.starts_with("allow") && expected.contains("no tag 1260"),
+                "{expected}"
+            );
+            assert_eq!(verdict, "allow", "case {case}: {answer}");
+            assert!(!has_tag, "case {case}: {answer}");
+            assert_eq!(answer["mode"], "no_check", "case {case}");
+            assert!(answer["tag1260_absent_reason"].is_string());
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_allowed_sale_answers_with_tag_1260_and_the_raw_truemark_answer() {
+    let pos = pos().await;
+
+    let answer = pos.sale("d1", "04601653035829H;dV)bFABVUdGVz").await;
+
+    let req_id = answer["req_id"].as_str().unwrap();
+    let req_timestamp = answer["req_timestamp"].as_i64().unwrap();
+    assert_eq!(answer["truemark_response"]["reqId"], req_id);
+    assert_eq!(answer["tag1260"]["1262"], "030");
+    assert_eq!(answer["tag1260"]["1263"], "21.11.2023");
+    assert_eq!(answer["tag1260"]["1264"], "1944");
+    assert_eq!(
+        answer["tag1260"]["1265"],
+        format!("UUID={req_id}&Time={req_timestamp}")
+    );
+    assert!(answer["tag1260"]["tlv_hex"].as_str().unwrap().len() > 20);
+    let item = &answer["items"][0];
+    assert_eq!(item["cis"], "04601653035829H;dV)bF");
+    assert_eq!(item["mark_status_before"], "available");
+    assert_eq!(item["mark_status_after"], "sold");
+    assert_eq!(
+        item["truemark_response"]["cis"],
+        "04601653035829H;dV)bFABVUdGVz"
+    );
+}
+
+#[tokio::test]
+async fn a_second_sale_of_a_sold_mark_is_blocked_and_a_return_makes_it_sellable() {
+    let pos = pos().await;
+    let code = "04601653035829H;dV)bFABVUdGVz";
+
+    let first = pos.sale("s1", code).await;
+    let again = pos.sale("s2", code).await;
+    let returned = pos
+        .send("r1", "return", json!([{"code": code}]))
+        .await
+        .json();
+    let after_return = pos.sale("s3", code).await;
+
+    assert_eq!(first["verdict"], "allow");
+    assert_eq!(again["verdict"], "block");
+    assert_eq!(
+        again["items"][0]["reasons"][0]["criterion"],
+        "sold_here_before"
+    );
+    assert!(
+        again["items"][0]["reasons"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("продан")
+    );
+    assert_eq!(returned["verdict"], "allow");
+    assert_eq!(returned["items"][0]["mark_status_after"], "available");
+    assert_eq!(after_return["verdict"], "allow");
+}
+
+#[tokio::test]
+async fn a_return_of_a_mark_never_sold_here_is_suspect() {
+    let pos = pos().await;
+
+    let answer = pos
+        .send(
+            "r1",
+            "return",
+            json!([{"code": "04601653035829H;dV)bFABVUdGVz"}]),
+        )
+        .await
+        .json();
+
+    assert_eq!(answer["verdict"], "warn");
+    assert_eq!(
+        answer["items"][0]["reasons"][0]["criterion"],
+        "return_not_sold_here"
+    );
+    assert_eq!(answer["items"][0]["mark_status_after"], "available");
+}
+
+#[tokio::test]
+async fn a_check_changes_nothing() {
+    let pos = pos().await;
+    let code = "04601653035829H;dV)bFABVUdGVz";
+
+    let check = pos
+        .send("c1", "check", json!([{"code": code}]))
+        .await
+        .json();
+    let sale = pos.sale("s1", code).await;
+
+    assert_eq!(check["items"][0]["mark_status_after"], "available");
+    assert_eq!(sale["verdict"], "allow");
+}
+
+#[tokio::test]
+async fn a_voided_sale_restores_its_marks() {
+    let pos = pos().await;
+    let code = "04601653035829H;dV)bFABVUdGVz";
+    pos.sale("s1", code).await;
+
+    let voided = pos.app.delete("/document/s1", &pos.store).await;
+    let again = pos.app.delete("/document/s1", &pos.store).await;
+    let resale = pos.sale("s2", code).await;
+    let missing = pos.app.delete("/document/nope", &pos.store).await;
+
+    assert_eq!(voided.status, 200, "{}", voided.text);
+    assert!(voided.json()["voided_at"].is_string());
+    assert_eq!(again.status, 200);
+    assert_eq!(resale["verdict"], "allow");
+    assert_eq!(missing.status, 404);
+}
+
+#[tokio::test]
+async fn the_same_document_again_is_answered_from_storage_without_asking_truemark() {
+    let pos = pos().await;
+    let items = json!([{"code": "04601653035829H;dV)bFABVUdGVz", "price": 9900}]);
+
+    let first = pos.send("d1", "sale", items.clone()).await;
+    let calls = pos.code_checks();
+    let replay = pos.send("d1", "sale", items).await;
+    let changed = pos
+        .send(
+            "d1",
+            "sale",
+            json!([{"code": "04601653035829H;dV)bFABVUdGVz", "price": 9800}]),
+        )
+        .await;
+
+    assert_eq!(first.status, 200);
+    assert_eq!(replay.status, 200);
+    assert_eq!(replay.headers.get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(replay.json(), first.json());
+    assert_eq!(pos.code_checks(), calls, "no second ЧЗ call");
+    assert_eq!(replay.json()["items"][0]["mark_status_after"], "sold");
+    assert_eq!(changed.status, 409);
+    assert_eq!(changed.code(), "document_id_reused");
+}
+
+#[tokio::test]
+async fn of_two_stores_selling_one_mark_at_once_exactly_one_wins() {
+    let pos = pos().await;
+    let other_store = pos.app.create_store(&pos.hq, "s2").await;
+    let (_, key) = pos
+        .app
+        .issue_key(
+            &pos.hq,
+            &json!({"role": "store", "name": "pos2", "store_id": other_store}),
+        )
+        .await;
+    let other = pos.app.token(&key).await;
+    let code = "04601653035829H;dV)bFABVUdGVz";
+    // The group's hosts are discovered once before the race.
+    pos.send("warm-up", "check", json!([{"code": code}])).await;
+    let body = |id: &str| json!({"id": id, "type": "sale", "fiscal_drive_number": "1", "items": [{"code": code}]});
+
+    let tokens: Vec<&String> = (0..10)
+        .map(|i| if i % 2 == 0 { &pos.store } else { &other })
+        .collect();
+    let bodies: Vec<Value> = (0..tokens.len())
+        .map(|i| body(&format!("race-{i}")))
+        .collect();
+    let answers = futures::future::join_all(
+        tokens
+            .iter()
+            .zip(&bodies)
+            .map(|(t, b)| pos.app.post("/document", t, b)),
+    )
+    .await;
+
+    let verdicts: Vec<String> = answers
+        .iter()
+        .map(|a| a.json()["verdict"].as_str().unwrap_or("error").to_owned())
+        .collect();
+    assert_eq!(
+        verdicts.iter().filter(|v| *v == "allow").count(),
+        1,
+        "{verdicts:?}"
+    );
+    assert_eq!(
+        verdicts.iter().filter(|v| *v == "block").count(),
+        9,
+        "{verdicts:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_code_that_cannot_be_normalised_blocks_only_its_item() {
+    let pos = pos().await;
+
+    let answer = pos
+        .send(
+            "d1",
+            "sale",
+            json!([{"code": "4607038046435"}, {"code": "04601653035829H;dV)bFABVUdGVz"}]),
+        )
+        .await
+        .json();
+
+    assert_eq!(answer["verdict"], "block");
+    assert_eq!(answer["items"][0]["verdict"], "block");
+    assert_eq!(
+        answer["items"][0]["reasons"][0]["criterion"],
+        "code_not_normalised"
+    );
+    assert!(answer["items"][0]["code"].is_null());
+    assert_eq!(answer["items"][1]["verdict"], "allow");
+    assert!(!answer["tag1260"].is_null());
+}
+
+#[tokio::test]
+async fn every_scanner_artefact_is_checked_under_its_canonical_code() {
+    let pos = pos().await;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/scanner-artefacts.tsv"
+    ))
+    .unwrap();
+    let rows: Vec<Vec<String>> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("input\t"))
+        .map(|l| l.split('\t').map(gs).collect())
+        .collect();
+
+    for (i, row) in rows.iter().enumerate() {
+        let answer = pos
+            .send(&format!("artefact-{i}"), "check", json!([{"code": row[0]}]))
+            .await;
+        assert_eq!(answer.status, 200, "{:?}: {}", row[0], answer.text);
+        let item = &answer.json()["items"][0];
+        if row[3].is_empty() {
+            assert_eq!(item["cis"], row[1], "{:?}", row[0]);
+            assert_eq!(item["code"], row[2], "{:?}", row[0]);
+            assert_eq!(item["input"], row[0]);
+        } else {
+            assert_eq!(
+                item["reasons"][0]["criterion"], "code_not_normalised",
+                "{:?}",
+                row[0]
+            );
+            assert_eq!(item["verdict"], "block");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_policy_turns_a_block_into_a_warning_and_strict_blocks_unchecked_sales() {
+    let pos = pos().await;
+    let expired = gs("0104670540176099215<pGKy<GS>93dGVz");
+
+    let put = pos
+        .app
+        .put(
+            "/policy",
+            &pos.hq,
+            &json!({"preset": "law", "overrides": {"expired": "warn"}}),
+        )
+        .await;
+    let warned = pos.sale("d1", &expired).await;
+    pos.app
+        .put("/policy", &pos.hq, &json!({"preset": "strict"}))
+        .await;
+    pos.sandbox
+        .control()
+        .set_fault(
+            FaultTarget::every_host(),
+            &Fault::HttpStatus {
+                status: 203,
+                retry_after_secs: None,
+            },
+        )
+        .unwrap();
+    let unchecked = pos.sale("d2", "04601653035829H;dV)bFABVUdGVz").await;
+    let store_view = pos.app.get("/policy", &pos.store).await.json();
+
+    assert_eq!(put.status, 200, "{}", put.text);
+    assert_eq!(put.json()["effective"]["expired"], "warn");
+    assert_eq!(warned["verdict"], "warn");
+    assert_eq!(unchecked["verdict"], "block");
+    assert_eq!(
+        unchecked["items"][0]["reasons"][0]["criterion"],
+        "check_unavailable"
+    );
+    assert_eq!(store_view["preset"], "strict");
+}
+
+#[tokio::test]
+async fn in_no_check_mode_a_mark_sold_here_still_blocks_and_no_tag_is_given() {
+    let pos = pos().await;
+    let code = "04601653035829H;dV)bFABVUdGVz";
+    pos.sale("s1", code).await;
+    pos.sandbox
+        .control()
+        .set_fault(
+            FaultTarget::every_host(),
+            &Fault::HttpStatus {
+                status: 203,
+                retry_after_secs: None,
+            },
+        )
+        .unwrap();
+
+    let resale = pos.sale("s2", code).await;
+    let fresh = pos.sale("s3", "04601653035829H;vE)bFABBUdGVz").await;
+
+    assert_eq!(resale["mode"], "no_check");
+    assert_eq!(resale["verdict"], "block");
+    assert_eq!(resale["items"][0]["offline"], true);
+    assert!(resale["tag1260"].is_null());
+    assert_eq!(fresh["verdict"], "allow");
+    assert!(fresh["tag1260"].is_null());
+    assert_eq!(fresh["tag1260_absent_reason"], "emergency");
+}
+
+#[tokio::test]
+async fn every_exchange_is_stored_with_its_document() {
+    let pos = pos().await;
+
+    let answer = pos.sale("d1", "04601653035829H;dV)bFABVUdGVz").await;
+    let rows = sea_orm::ConnectionTrait::query_all_raw(
+        &pos.app.db,
+        sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!(
+                "SELECT endpoint, req_id, answer_body FROM truemark_exchanges \
+                 WHERE document_id = '{}' ORDER BY started_at",
+                answer["document_id"].as_str().unwrap()
+            ),
+        ),
+    )
+    .await
+    .unwrap();
+
+    let endpoints: Vec<String> = rows
+        .iter()
+        .map(|r| r.try_get("", "endpoint").unwrap())
+        .collect();
+    assert!(
+        endpoints.contains(&"codes_check".to_owned()),
+        "{endpoints:?}"
+    );
+    let checked = rows
+        .iter()
+        .find(|r| r.try_get::<String>("", "endpoint").unwrap() == "codes_check")
+        .unwrap();
+    assert_eq!(
+        checked
+            .try_get::<Option<String>>("", "req_id")
+            .unwrap()
+            .as_deref(),
+        answer["req_id"].as_str()
+    );
+}
+
+#[tokio::test]
+async fn a_failure_after_the_truemark_answer_loses_no_evidence() {
+    let pos = pos().await;
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &pos.app.db,
+        "CREATE FUNCTION refuse_doomed() RETURNS trigger AS $$ BEGIN \
+           IF NEW.pos_document_id = 'doomed' THEN RAISE EXCEPTION 'disk full'; END IF; \
+           RETURN NEW; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER refuse_doomed BEFORE INSERT ON documents \
+           FOR EACH ROW EXECUTE FUNCTION refuse_doomed();",
+    )
+    .await
+    .unwrap();
+    let calls_before = pos.code_checks();
+
+    let failed = pos
+        .send(
+            "doomed",
+            "sale",
+            json!([{"code": "04601653035829H;dV)bFABVUdGVz"}]),
+        )
+        .await;
+    let cache = imark_core::cache::Cache::connect(
+        &pos.app.config.redis_url,
+        pos.app.config.redis_prefix.clone(),
+    )
+    .await
+    .unwrap();
+    let drained = imark_core::evidence::drain(&pos.app.db, &cache, 100)
+        .await
+        .unwrap();
+    let stored: i64 = sea_orm::ConnectionTrait::query_one_raw(
+        &pos.app.db,
+        sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(*) AS n FROM truemark_exchanges WHERE endpoint = 'codes_check'",
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get("", "n")
+    .unwrap();
+
+    assert_eq!(failed.status, 503, "{}", failed.text);
+    assert!(
+        !failed.text.contains("disk full"),
+        "no internal text in the answer"
+    );
+    assert!(pos.code_checks() > calls_before, "ЧЗ did answer");
+    assert!(drained >= 1);
+    assert_eq!(stored as u64, pos.code_checks() - calls_before);
+}
+
+#[tokio::test]
+async fn only_a_store_sends_documents_and_it_sees_only_its_own() {
+    let pos = pos().await;
+    pos.sale("mine", "04601653035829H;dV)bFABVUdGVz").await;
+    let other_store = pos.app.create_store(&pos.hq, "s2").await;
+    let (_, key) = pos
+        .app
+        .issue_key(
+            &pos.hq,
+            &json!({"role": "store", "name": "pos2", "store_id": other_store}),
+        )
+        .await;
+    let other = pos.app.token(&key).await;
+    let (_, foreign_hq) = pos.app.create_tenant("Чужая сеть").await;
+    let foreign = pos.app.token(&foreign_hq).await;
+    let body =
+        json!({"id": "x", "type": "check", "fiscal_drive_number": "1", "items": [{"code": "a"}]});
+
+    let by_hq = pos.app.post("/document", &pos.hq, &body).await;
+    let by_foreign = pos.app.post("/document", &foreign, &body).await;
+    let read_other = pos.app.get("/document/mine", &other).await;
+    let void_other = pos.app.delete("/document/mine", &other).await;
+    let read_own = pos.app.get("/document/mine", &pos.store).await;
+
+    assert_eq!(by_hq.status, 403);
+    assert_eq!(by_foreign.status, 403);
+    assert_eq!(read_other.status, 404);
+    assert_eq!(void_other.status, 404);
+    assert_eq!(read_own.status, 200);
+    let _ = pos.store_id;
+}
+
+#[tokio::test]
+async fn broken_documents_are_refused_precisely() {
+    let pos = pos().await;
+    let cases = [
+        (
+            json!({"id": "", "type": "sale", "fiscal_drive_number": "1", "items": [{"code": "a"}]}),
+            422,
+        ),
+        (
+            json!({"id": "a", "type": "sell", "fiscal_drive_number": "1", "items": [{"code": "a"}]}),
+            422,
+        ),
+        (
+            json!({"id": "a", "type": "sale", "fiscal_drive_number": "ФН", "items": [{"code": "a"}]}),
+            422,
+        ),
+        (
+            json!({"id": "a", "type": "sale", "fiscal_drive_number": "1", "items": []}),
+            422,
+        ),
+        (
+            json!({"id": "a", "type": "sale", "fiscal_drive_number": "1", "items": [{"code": 5}]}),
+            422,
+        ),
+        (
+            json!({"id": "a", "type": "sale", "fiscal_drive_number": "1", "items": [{"code": "a", "price": -1}]}),
+            422,
+        ),
+        (
+            json!({"id": "a", "type": "sale", "fiscal_drive_number": "1", "items": [{"code": "a", "quantity": 0}]}),
+            422,
+        ),
+        (
+            json!({"id": "a", "type": "sale", "items": [{"code": "a"}]}),
+            422,
+        ),
+    ];
+
+    for (body, status) in cases {
+        let response = pos.app.post("/document", &pos.store, &body).await;
+        assert_eq!(response.status, status, "{body}: {}", response.text);
+        assert_eq!(response.content_type(), "application/problem+json");
+    }
+    assert_eq!(pos.code_checks(), 0);
+}
