@@ -13,7 +13,8 @@
 //! - **Separator spellings** that cannot be data, because they contain a character outside
 //!   GS1's set: `\u001d` / `\u001D` (also double-escaped), the broken `\u1d`, `\x1d`, `&#29;`,
 //!   `&#x1D;` and other numeric references to 29, `{FNC1}`, `{GS}`, the caret notation `^]`, and
-//!   `~1` (FNC1 as label software writes it).
+//!   `~1` (an FNC1 escape of barcode software). Some of these have not been seen from tills yet;
+//!   they are read anyway because a character no code has can only be a separator.
 //! - **`<GS>` and `<FNC1>` as text**: these are made of characters that real serials contain
 //!   (`<`, `>`, letters, digits), so they are read as a separator only when the code has no
 //!   other separator, and only where the structure of the code puts a separator. Every such

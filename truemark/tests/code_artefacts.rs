@@ -255,7 +255,15 @@ fn product_barcodes_are_refused() {
 
 #[test]
 fn empty_and_blank_input_is_refused() {
-    for blank in ["", " ", "\r\n", "\t \u{feff}", "\0", "\u{1d}", "]d2\u{1d}\r\n"] {
+    for blank in [
+        "",
+        " ",
+        "\r\n",
+        "\t \u{feff}",
+        "\0",
+        "\u{1d}",
+        "]d2\u{1d}\r\n",
+    ] {
         assert_eq!(refusal(blank), CodeError::EmptyCode, "{blank:?}");
     }
 }

@@ -27,8 +27,8 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// Symbology identifier letters as they arrive with Caps Lock on: `]d` (Data Matrix), `]C`
-/// (GS1-128) and `]Q` (QR Code) with their case inverted. No symbology that can carry a marking
-/// code is identified this way.
+/// (GS1-128) and `]Q` (QR Code) with their case inverted. No symbology used for marking codes is
+/// identified by these letters.
 const CAPS_LOCK_IDENTIFIERS: [u8; 3] = [b'D', b'c', b'q'];
 
 /// Reads the structure of the code in `raw`, with every repair it took.
@@ -109,9 +109,10 @@ fn decode_base64(text: &str) -> Option<String> {
 ///
 /// A keyboard-wedge scanner in the Russian layout sends the keys of the code, so letters arrive
 /// as Cyrillic. Mapping ЙЦУКЕН back to QWERTY is unambiguous for letters but not for the rest:
-/// the key of `/` gives `.` and that of `&` gives `?`, so a `.` or `?` in such input may be
-/// itself or another character, and serials contain all of them. The crypto tail must arrive
-/// byte for byte, so the cashier is asked to switch the layout instead of iMark guessing.
+/// the key of `/` types `.` and that of `&` types `?`, while scanners that send some characters
+/// as Alt codes bypass the layout, so a `.` or `?` in such input may stand for itself or for
+/// `/` or `&`, all of which serials contain. The crypto tail must arrive byte for byte, so the
+/// cashier is asked to switch the layout instead of iMark guessing.
 fn refuse_foreign_input(text: &str) -> Result<(), CodeError> {
     if is_printed_text(text) {
         return Err(CodeError::PrintedTextNotDataMatrix);
