@@ -46,6 +46,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::keys::router())
         .merge(routes::truemark::router())
         .merge(routes::documents::router())
+        .merge(routes::marks::router())
         .merge(routes::policy::router())
         .merge(routes::health::router())
 }

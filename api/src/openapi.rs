@@ -27,6 +27,7 @@ use crate::error::{FieldError, Problem};
         (name = "keys", description = "API keys of HQ admins, stores and auditors"),
         (name = "truemark", description = "ЧЗ credentials of a tenant and its stores"),
         (name = "documents", description = "The main job: check a sale, return or check"),
+        (name = "marks", description = "The mark base and the offline package"),
         (name = "policy", description = "What each ground for refusing a sale does"),
         (name = "operations", description = "Probes"),
     )

@@ -12,6 +12,7 @@ pub mod error;
 pub mod evidence;
 pub mod ids;
 pub mod keys;
+pub mod marks;
 pub mod modes;
 pub mod policy;
 pub mod principal;

@@ -3,6 +3,7 @@
 pub mod documents;
 pub mod health;
 pub mod keys;
+pub mod marks;
 pub mod me;
 pub mod policy;
 pub mod stores;
