@@ -21,6 +21,8 @@ platform_key = "imk_pl_$(secret)"
 jwt_keys = "dev1:$(secret)$(secret)"
 master_keys = "dev1:$(head -c 32 /dev/urandom | base64 | tr -d '\n')"
 api_key_pepper = "$(secret)$(secret)"
+# lets tenants use the ЧЗ emulator (truemark-sandbox) on this machine over plain http
+truemark_allow_local_urls = true
 TOML
   chmod 600 "$config"
 fi

@@ -8,6 +8,9 @@ use imark_core::Error as CoreError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+const BEARER_CHALLENGE: &str = "Bearer realm=\"imark\"";
+const BASIC_CHALLENGE: &str = "Basic realm=\"imark\", charset=\"UTF-8\"";
+
 /// An error response body.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -47,8 +50,8 @@ pub struct ApiError {
     code: &'static str,
     detail: String,
     errors: Vec<FieldError>,
-    /// Extra headers, e.g. `WWW-Authenticate` on a 401.
-    challenge: bool,
+    /// The `WWW-Authenticate` challenge of a 401.
+    challenge: Option<&'static str>,
     source: Option<anyhow::Error>,
 }
 
@@ -59,13 +62,21 @@ impl ApiError {
             code,
             detail: detail.into(),
             errors: Vec::new(),
-            challenge: status == StatusCode::UNAUTHORIZED,
+            challenge: (status == StatusCode::UNAUTHORIZED).then_some(BEARER_CHALLENGE),
             source: None,
         }
     }
 
     pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, code, detail)
+    }
+
+    /// A 401 of `/token`, which takes an API key, not a bearer token.
+    pub fn unauthorized_key(code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            challenge: Some(BASIC_CHALLENGE),
+            ..Self::unauthorized(code, detail)
+        }
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
@@ -187,10 +198,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if self.challenge {
+        if let Some(challenge) = self.challenge {
             headers.insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"imark\""),
+                HeaderValue::from_static(challenge),
             );
         }
         response
@@ -210,7 +221,7 @@ pub mod responses {
         description = "Malformed request: bad JSON, path or query parameter",
         content_type = "application/problem+json"
     )]
-    pub struct BadRequest(#[to_schema] pub Problem);
+    pub struct BadRequest(pub Problem);
 
     /// 401: missing, invalid, expired or revoked credentials.
     #[derive(IntoResponses)]
@@ -219,7 +230,7 @@ pub mod responses {
         description = "Missing, invalid, expired or revoked credentials; get a new token",
         content_type = "application/problem+json"
     )]
-    pub struct Unauthorized(#[to_schema] pub Problem);
+    pub struct Unauthorized(pub Problem);
 
     /// 403: the caller's role may not do this.
     #[derive(IntoResponses)]
@@ -228,7 +239,7 @@ pub mod responses {
         description = "The caller's role may not do this",
         content_type = "application/problem+json"
     )]
-    pub struct Forbidden(#[to_schema] pub Problem);
+    pub struct Forbidden(pub Problem);
 
     /// 404: no such resource for this caller.
     #[derive(IntoResponses)]
@@ -237,7 +248,34 @@ pub mod responses {
         description = "No such resource for this caller (other tenants' ids look the same)",
         content_type = "application/problem+json"
     )]
-    pub struct NotFound(#[to_schema] pub Problem);
+    pub struct NotFound(pub Problem);
+
+    /// 413: the body is larger than the server accepts.
+    #[derive(IntoResponses)]
+    #[response(
+        status = 413,
+        description = "The body is larger than the server accepts",
+        content_type = "application/problem+json"
+    )]
+    pub struct PayloadTooLarge(pub Problem);
+
+    /// 415: the body is not sent as JSON.
+    #[derive(IntoResponses)]
+    #[response(
+        status = 415,
+        description = "The body is not sent as `application/json`",
+        content_type = "application/problem+json"
+    )]
+    pub struct UnsupportedMediaType(pub Problem);
+
+    /// 503: a dependency failed; the request may be sent again as it was.
+    #[derive(IntoResponses)]
+    #[response(
+        status = 503,
+        description = "A dependency failed or the request took too long; send it again as it was",
+        content_type = "application/problem+json"
+    )]
+    pub struct Unavailable(pub Problem);
 
     /// 409: the request conflicts with the current state.
     #[derive(IntoResponses)]
@@ -246,7 +284,7 @@ pub mod responses {
         description = "Conflicts with the current state",
         content_type = "application/problem+json"
     )]
-    pub struct Conflict(#[to_schema] pub Problem);
+    pub struct Conflict(pub Problem);
 
     /// 422: a well-formed body that breaks a rule.
     #[derive(IntoResponses)]
@@ -256,5 +294,5 @@ pub mod responses {
             (`validation_failed`, with the fields at fault)",
         content_type = "application/problem+json"
     )]
-    pub struct Unprocessable(#[to_schema] pub Problem);
+    pub struct Unprocessable(pub Problem);
 }

@@ -8,10 +8,13 @@ use axum::response::{IntoResponse, Response};
 use imark_core::auth::Role;
 use imark_core::keys;
 use imark_core::principal::Principal;
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// How long a request body may take to arrive once the headers are in.
+const BODY_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A JSON body. A body that is not JSON at all is a 400 (`malformed_json`), JSON of the wrong
 /// shape a 422 (`invalid_body`), another content type a 415 and an oversized body a 413.
@@ -33,8 +36,16 @@ where
                 "send the body as `Content-Type: application/json`",
             ));
         }
-        let bytes = Bytes::from_request(request, state)
+        let read = tokio::time::timeout(BODY_READ_LIMIT, Bytes::from_request(request, state));
+        let bytes = read
             .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    "the body did not arrive in time",
+                )
+            })?
             .map_err(|rejection| {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::new(
@@ -46,14 +57,12 @@ where
                     ApiError::bad_request("malformed_request", rejection.body_text())
                 }
             })?;
-        // Syntax first, so that broken JSON is never reported as a wrong shape.
-        if let Err(e) = serde_json::from_slice::<IgnoredAny>(&bytes) {
-            return Err(ApiError::bad_request(
-                "malformed_json",
-                format!("the body is not valid JSON: {e}"),
-            ));
-        }
-        serde_json::from_slice(&bytes).map(Json).map_err(|e| {
+        // Syntax first (UTF-8, escapes, structure), so that broken JSON is never reported as a
+        // wrong shape; the shape is then read from the parsed value.
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+        })?;
+        serde_json::from_value(value).map(Json).map_err(|e| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_body",

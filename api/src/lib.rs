@@ -6,14 +6,14 @@ pub mod openapi;
 pub mod routes;
 pub mod state;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture as _};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use imark_core::auth::TokenKeys;
@@ -35,6 +35,9 @@ use crate::openapi::ApiDoc;
 use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// How long a stopping server waits for requests in flight.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
 /// Every documented route, with its OpenAPI description.
 pub fn api_router() -> OpenApiRouter<AppState> {
@@ -61,7 +64,7 @@ pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Rou
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(move |request: Request, next: Next| {
-            deadline(request, next, request_timeout)
+            guard(request, next, request_timeout, body_limit)
         }))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(
@@ -102,17 +105,38 @@ fn request_span(request: &Request) -> tracing::Span {
     )
 }
 
-/// Answers 503 in the one error shape when a request outlives `limit`.
-async fn deadline(request: Request, next: Next, limit: Duration) -> Response {
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            "the request took too long; retry it",
+/// Refuses a body declared larger than `body_limit` before reading it, answers 503 in the one
+/// error shape when a request outlives `limit`, and keeps every answer out of caches: they
+/// carry keys, tokens and verdicts.
+async fn guard(request: Request, next: Next, limit: Duration, body_limit: usize) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut response = if declared.is_some_and(|n| n > body_limit as u64) {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the body is larger than this server accepts",
         )
-        .into_response(),
-    }
+        .into_response()
+    } else {
+        match tokio::time::timeout(limit, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "the request took too long; retry it",
+            )
+            .into_response(),
+        }
+    };
+    response
+        .headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
 }
 
 impl AppState {
@@ -154,17 +178,35 @@ impl Server {
         Ok(Self { app })
     }
 
-    /// Serves on `listener` until `shutdown` completes, then drains in-flight requests.
+    /// Serves on `listener` until `shutdown` completes, then drains in-flight requests for at
+    /// most [`DRAIN_LIMIT`]: a client that never finishes its request cannot hold the process.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %listener.local_addr()?, "listening");
-        axum::serve(listener, self.app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")
+        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            let _ = stopping.send(());
+        };
+        let serving = axum::serve(listener, self.app)
+            .with_graceful_shutdown(signal)
+            .into_future();
+        let deadline = async {
+            if stopped.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(DRAIN_LIMIT).await;
+        };
+        tokio::select! {
+            served = serving => served.context("serving HTTP"),
+            () = deadline => {
+                tracing::warn!(limit_s = DRAIN_LIMIT.as_secs(), "requests still open after the drain limit; closing");
+                Ok(())
+            }
+        }
     }
 }
 

@@ -64,6 +64,9 @@ pub struct TruemarkSettings {
     pub accelerated_interval: Duration,
     /// Hosts tried for the production discovery URL when discovery itself fails.
     pub fallback_hosts: Vec<String>,
+    /// Whether tenants may point iMark at plain-http or private addresses (an emulator on the
+    /// LAN). Off in production: ЧЗ keys then travel only over https to public addresses.
+    pub allow_local_urls: bool,
 }
 
 /// A secret with a public identifier, such as a JWT `kid` or a master key id.
@@ -130,6 +133,7 @@ struct RawConfig {
     cdn_health_seconds: Option<u64>,
     cdn_accelerated_seconds: Option<u64>,
     cdn_fallback_hosts: Option<String>,
+    truemark_allow_local_urls: Option<bool>,
 }
 
 impl Config {
@@ -263,6 +267,7 @@ impl RawConfig {
                     5..=3600,
                 )?,
                 fallback_hosts: fallback_hosts(self.cdn_fallback_hosts.as_deref()),
+                allow_local_urls: self.truemark_allow_local_urls.unwrap_or(false),
             },
         })
     }

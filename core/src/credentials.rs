@@ -4,18 +4,20 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use entities::truemark_credentials as credentials;
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, DatabaseConnection,
-    EntityTrait as _, QueryFilter as _,
+    ColumnTrait as _, DatabaseConnection, EntityTrait as _, FromQueryResult as _,
+    QueryFilter as _, Statement,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
+use truemark::client::BaseUrl;
 use url::Url;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::crypto::{MasterKeys, Sealed};
-use crate::error::{Error, Result, is_unique_violation};
+use crate::error::{Error, Result};
 use crate::ids::utc;
 
 /// ЧЗ's production discovery URL.
@@ -79,15 +81,18 @@ pub struct Credentials {
     pub key_expires_on: Option<NaiveDate>,
 }
 
-/// Stores (or replaces) the tenant's settings or a store's override.
+/// Stores (or replaces) the tenant's settings or a store's override. `allow_local` admits
+/// plain-http and private, loopback and link-local addresses (an emulator on the LAN); without
+/// it, ЧЗ keys travel only over https to public addresses.
 pub async fn put(
     db: &DatabaseConnection,
     master: &MasterKeys,
     tenant_id: Uuid,
     new: NewCredentials,
+    allow_local: bool,
 ) -> Result<CredentialsView> {
     let api_key = api_key(&new.api_key)?;
-    let base_url = base_url(new.base_url.as_deref())?;
+    let base_url = base_url(new.base_url.as_deref(), allow_local)?;
     let region = region(new.region.as_deref())?;
     let sealed = master
         .seal(api_key, &context(tenant_id, new.store_id))
@@ -97,50 +102,54 @@ pub async fn put(
         chars[chars.len().saturating_sub(4)..].iter().collect()
     };
 
-    let existing = find(db, tenant_id, new.store_id).await?;
-    let is_new = existing.is_none();
-    let mut model = match existing {
-        Some(model) => credentials::ActiveModel::from(model),
-        None => credentials::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            tenant_id: Set(tenant_id),
-            store_id: Set(new.store_id),
-            ..Default::default()
-        },
+    // One statement, so that concurrent PUTs and DELETEs of the same scope never interleave.
+    let conflict = match new.store_id {
+        None => "(tenant_id) WHERE store_id IS NULL",
+        Some(_) => "(tenant_id, store_id) WHERE store_id IS NOT NULL",
     };
-    model.base_url = Set(base_url.as_str().trim_end_matches('/').to_owned());
-    model.region = Set(region);
-    model.key_ciphertext = Set(sealed.ciphertext);
-    model.key_nonce = Set(sealed.nonce);
-    model.master_key_id = Set(sealed.key_id);
-    model.key_last4 = Set(last4);
-    model.key_expires_on = Set(new.key_expires_on);
-    model.updated_at = Set(Utc::now().into());
-    let saved = if is_new {
-        model.insert(db).await
-    } else {
-        model.update(db).await
-    };
-    let saved = saved.map_err(|e| {
-        if is_unique_violation(&e) {
-            Error::conflict("concurrent_update", "the settings changed meanwhile; retry")
-        } else {
-            e.into()
-        }
-    })?;
+    let saved = credentials::Model::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        format!(
+            "INSERT INTO truemark_credentials (id, tenant_id, store_id, base_url, region, \
+                 key_ciphertext, key_nonce, master_key_id, key_last4, key_expires_on) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT {conflict} DO UPDATE SET base_url = EXCLUDED.base_url, \
+                 region = EXCLUDED.region, key_ciphertext = EXCLUDED.key_ciphertext, \
+                 key_nonce = EXCLUDED.key_nonce, master_key_id = EXCLUDED.master_key_id, \
+                 key_last4 = EXCLUDED.key_last4, key_expires_on = EXCLUDED.key_expires_on, \
+                 updated_at = now() \
+             RETURNING *"
+        ),
+        [
+            Uuid::now_v7().into(),
+            tenant_id.into(),
+            new.store_id.into(),
+            base_url.to_string().into(),
+            region.into(),
+            sealed.ciphertext.into(),
+            sealed.nonce.into(),
+            sealed.key_id.into(),
+            last4.into(),
+            new.key_expires_on.into(),
+        ],
+    ))
+    .one(db)
+    .await?
+    .ok_or_else(|| Error::internal(anyhow::anyhow!("the upsert returned no row")))?;
     Ok(view(&saved))
 }
 
 /// Removes the tenant's settings or a store's override; removing what is absent is a 404.
-pub async fn delete(
-    db: &DatabaseConnection,
-    tenant_id: Uuid,
-    store_id: Option<Uuid>,
-) -> Result<()> {
-    let model = find(db, tenant_id, store_id)
-        .await?
-        .ok_or(Error::NotFound("ЧЗ settings"))?;
-    credentials::Entity::delete_by_id(model.id).exec(db).await?;
+pub async fn delete(db: &DatabaseConnection, tenant_id: Uuid, store_id: Option<Uuid>) -> Result<()> {
+    let mut query =
+        credentials::Entity::delete_many().filter(credentials::Column::TenantId.eq(tenant_id));
+    query = match store_id {
+        Some(id) => query.filter(credentials::Column::StoreId.eq(id)),
+        None => query.filter(credentials::Column::StoreId.is_null()),
+    };
+    if query.exec(db).await?.rows_affected == 0 {
+        return Err(Error::NotFound("ЧЗ settings"));
+    }
     Ok(())
 }
 
@@ -242,23 +251,52 @@ fn api_key(key: &SecretString) -> Result<&str> {
     Ok(key)
 }
 
-fn base_url(value: Option<&str>) -> Result<Url> {
-    let value = value
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .unwrap_or(DEFAULT_BASE_URL);
-    let invalid = |message: &str| Error::invalid("base_url", message);
-    let url = Url::parse(value).map_err(|_| invalid("must be an absolute http(s) URL"))?;
-    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
-        return Err(invalid("must be an absolute http(s) URL"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid("must not contain credentials"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(invalid("must not have a query or a fragment"));
+fn base_url(value: Option<&str>, allow_local: bool) -> Result<BaseUrl> {
+    let value = value.map(str::trim).filter(|v| !v.is_empty()).unwrap_or(DEFAULT_BASE_URL);
+    let url: BaseUrl = value
+        .parse()
+        .map_err(|e: truemark::client::InvalidServiceUrl| Error::invalid("base_url", e.to_string()))?;
+    if !allow_local {
+        if url.as_url().scheme() != "https" {
+            return Err(Error::invalid("base_url", "must use https"));
+        }
+        if is_local(url.as_url()) {
+            return Err(Error::invalid(
+                "base_url",
+                "must not name a loopback, private or link-local address",
+            ));
+        }
     }
     Ok(url)
+}
+
+/// Whether `url` names this machine or a private network by address or by `localhost`. Names
+/// that merely resolve to such addresses are not caught here.
+fn is_local(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => {
+            ip.is_loopback()
+                || ip.is_private()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_broadcast()
+                || ip.is_multicast()
+                || ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1])
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_multicast()
+                || ip.is_unique_local()
+                || ip.is_unicast_link_local()
+                || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback() || v4.is_private())
+        }
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        None => true,
+    }
 }
 
 fn region(value: Option<&str>) -> Result<String> {
@@ -286,9 +324,14 @@ pub async fn key_for_group(
     master: &MasterKeys,
     group: &crate::cdn::CdnGroup,
 ) -> Result<Option<SecretString>> {
+    // Only keys of active tenants and stores: a disabled customer's key is not used.
     let mut rows = credentials::Entity::find()
         .filter(credentials::Column::BaseUrl.eq(group.base_key()))
         .filter(credentials::Column::Region.eq(group.region()))
+        .filter(Expr::cust("tenant_id IN (SELECT id FROM tenants WHERE status = 'active')"))
+        .filter(Expr::cust(
+            "(store_id IS NULL OR store_id IN (SELECT id FROM stores WHERE status = 'active'))",
+        ))
         .all(db)
         .await?;
     let today = Utc::now().date_naive();

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait as _, Database, DatabaseConnection, DbErr, TransactionTrait as _,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 /// Opens a pool to `url`. Statement logging is off: statements carry values that must not reach
@@ -19,7 +21,15 @@ pub async fn connect(url: &SecretString) -> Result<DatabaseConnection, DbErr> {
     Database::connect(options).await
 }
 
-/// Brings the schema up to date; safe to run on every start and from several processes.
+/// An arbitrary key of the advisory lock that serialises migrations across processes.
+const MIGRATION_LOCK: i64 = 0x1_3A7C_0DE5;
+
+/// Brings the schema up to date; safe to run on every start and from several processes at once:
+/// they queue on an advisory lock, and each finds the work done by the one before it.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    Migrator::up(db, None).await
+    let txn = db.begin().await?;
+    txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+        .await?;
+    Migrator::up(&txn, None).await?;
+    txn.commit().await
 }

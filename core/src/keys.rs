@@ -83,9 +83,24 @@ fn generate(role: Role) -> String {
     format!("imk_{tag}_{}", random_token(KEY_BYTES))
 }
 
-/// Issues a key within `tenant_id`. Store ids must belong to the tenant; a disabled store gets no
-/// new keys.
-pub async fn issue<C: ConnectionTrait>(
+/// Issues a key within `tenant_id`, all or nothing. Store ids must belong to the tenant; a
+/// disabled store gets no new keys.
+pub async fn issue(
+    db: &DatabaseConnection,
+    hasher: &ApiKeyHasher,
+    tenant_id: Uuid,
+    scope: KeyScope,
+    name: &str,
+    created_by: &str,
+) -> Result<IssuedKey> {
+    let txn = db.begin().await?;
+    let issued = issue_in(&txn, hasher, tenant_id, scope, name, created_by).await?;
+    txn.commit().await?;
+    Ok(issued)
+}
+
+/// [`issue`] inside the caller's transaction.
+pub async fn issue_in<C: ConnectionTrait>(
     db: &C,
     hasher: &ApiKeyHasher,
     tenant_id: Uuid,
@@ -94,6 +109,14 @@ pub async fn issue<C: ConnectionTrait>(
     created_by: &str,
 ) -> Result<IssuedKey> {
     let name = ids::text("name", name, 200)?;
+    let scope = match scope {
+        KeyScope::Auditor(Some(mut ids)) => {
+            ids.sort_unstable();
+            ids.dedup();
+            KeyScope::Auditor(Some(ids))
+        }
+        other => other,
+    };
     check_scope(db, tenant_id, &scope).await?;
 
     let role = scope.role();
@@ -243,9 +266,15 @@ pub async fn rotate(
     let scope = match (old.role, old.store_id) {
         (Role::Store, Some(store_id)) => KeyScope::Store(store_id),
         (Role::Auditor, _) => KeyScope::Auditor(old.store_ids.clone()),
-        _ => KeyScope::HqAdmin,
+        (Role::HqAdmin, None) => KeyScope::HqAdmin,
+        (role, store) => {
+            return Err(Error::internal(anyhow::anyhow!(
+                "key {id} has role {} with store {store:?}",
+                role.as_str()
+            )));
+        }
     };
-    let issued = issue(&txn, hasher, tenant_id, scope, &old.name, created_by).await?;
+    let issued = issue_in(&txn, hasher, tenant_id, scope, &old.name, created_by).await?;
 
     let revoked = api_keys::Entity::update_many()
         .col_expr(api_keys::Column::RevokedAt, Expr::current_timestamp())

@@ -61,7 +61,7 @@ pub async fn create(
     }
     .insert(&txn)
     .await?;
-    let hq_key = keys::issue(
+    let hq_key = keys::issue_in(
         &txn,
         hasher,
         tenant.id,

@@ -95,6 +95,11 @@ impl TestApp {
                 "IMARK_API_KEY_PEPPER".to_owned(),
                 Uuid::new_v4().simple().to_string(),
             ),
+            // The ЧЗ emulator listens on 127.0.0.1 over plain http.
+            (
+                "IMARK_TRUEMARK_ALLOW_LOCAL_URLS".to_owned(),
+                "true".to_owned(),
+            ),
         ]);
         adjust(&mut vars);
         let environment = config::Environment::with_prefix("IMARK")

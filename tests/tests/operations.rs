@@ -58,3 +58,32 @@ async fn every_answer_carries_a_request_id_and_an_incoming_one_is_kept() {
     assert!(fresh.headers.get("x-request-id").is_some());
     assert_eq!(kept.headers.get("x-request-id").unwrap(), "pos-42-retry-1");
 }
+
+#[tokio::test]
+async fn several_processes_may_migrate_one_database_at_once() {
+    let app = TestApp::spawn().await;
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &app.db,
+        "DROP SCHEMA public CASCADE; CREATE SCHEMA public;",
+    )
+    .await
+    .unwrap();
+
+    let runs = futures::future::join_all((0..4).map(|_| async {
+        let db = imark_core::db::connect(&app.config.database_url)
+            .await
+            .unwrap();
+        imark_core::db::migrate(&db).await
+    }))
+    .await;
+
+    for run in runs {
+        assert!(run.is_ok(), "{run:?}");
+    }
+    let stores = app.get("/stores", &app.platform_token().await).await;
+    assert_eq!(
+        stores.status, 403,
+        "the schema works after the race: {}",
+        stores.text
+    );
+}

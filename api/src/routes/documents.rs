@@ -14,7 +14,8 @@ use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::error::responses::{
-    BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unprocessable,
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
+    Unprocessable, UnsupportedMediaType,
 };
 use crate::extract::{Caller, Json, Path};
 use crate::state::AppState;
@@ -71,7 +72,7 @@ pub struct PostItem {
     request_body = PostDocument,
     responses(
         (status = 200, description = "The verdict, per item, with tag 1260", body = DocumentAnswer),
-        BadRequest, Unauthorized, Forbidden, Conflict, Unprocessable,
+        BadRequest, Unauthorized, Forbidden, Conflict, Unprocessable, Unavailable, PayloadTooLarge, UnsupportedMediaType,
     ))]
 async fn post_document(
     State(state): State<AppState>,
@@ -115,7 +116,7 @@ async fn post_document(
     params(("id" = String, Path, description = "The POS's document id")),
     responses(
         (status = 200, description = "The stored answer", body = DocumentAnswer),
-        Unauthorized, Forbidden, NotFound,
+        Unauthorized, Forbidden, NotFound, BadRequest,
     ))]
 async fn get_document(
     State(state): State<AppState>,
@@ -132,7 +133,7 @@ async fn get_document(
     params(("id" = String, Path, description = "The POS's document id")),
     responses(
         (status = 200, description = "The voided document", body = DocumentAnswer),
-        Unauthorized, Forbidden, NotFound, Conflict,
+        Unauthorized, Forbidden, NotFound, Conflict, BadRequest,
     ))]
 async fn void_document(
     State(state): State<AppState>,

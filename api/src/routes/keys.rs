@@ -11,7 +11,10 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::error::responses::{Conflict, Forbidden, NotFound, Unauthorized, Unprocessable};
+use crate::error::responses::{
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unprocessable,
+    UnsupportedMediaType,
+};
 use crate::extract::{Caller, Json, Path, Query};
 use crate::state::AppState;
 
@@ -61,7 +64,7 @@ pub struct KeyList {
         (status = 201, description = "The new key, shown once", body = IssuedKey),
         Unauthorized,
         Forbidden,
-        Unprocessable,
+        Unprocessable, BadRequest, PayloadTooLarge, UnsupportedMediaType,
     ))]
 async fn issue_key(
     State(state): State<AppState>,
@@ -104,7 +107,7 @@ fn scope(body: &IssueKey) -> Result<KeyScope, ApiError> {
     responses(
         (status = 200, description = "The keys", body = KeyList),
         Unauthorized,
-        Forbidden,
+        Forbidden, BadRequest,
     ))]
 async fn list_keys(
     State(state): State<AppState>,
@@ -129,7 +132,7 @@ async fn list_keys(
         (status = 200, description = "The key", body = ApiKeyView),
         Unauthorized,
         Forbidden,
-        NotFound,
+        NotFound, BadRequest,
     ))]
 async fn get_key(
     State(state): State<AppState>,
@@ -147,7 +150,7 @@ async fn get_key(
         (status = 200, description = "The revoked key", body = ApiKeyView),
         Unauthorized,
         Forbidden,
-        NotFound,
+        NotFound, BadRequest,
     ))]
 async fn revoke_key(
     State(state): State<AppState>,
@@ -168,7 +171,7 @@ async fn revoke_key(
         Unauthorized,
         Forbidden,
         NotFound,
-        Conflict,
+        Conflict, BadRequest,
     ))]
 async fn rotate_key(
     State(state): State<AppState>,

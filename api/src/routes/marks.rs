@@ -3,8 +3,6 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, SecondsFormat, Utc};
 use imark_core::auth::Role;
 use imark_core::cdn::CdnGroup;
@@ -18,9 +16,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::tenants::page_limit;
+use super::tenants::{decode_cursor, encode_cursor, page_limit};
 use crate::error::ApiError;
-use crate::error::responses::{BadRequest, Forbidden, NotFound, Unauthorized, Unprocessable};
+use crate::error::responses::{
+    BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unprocessable,
+    UnsupportedMediaType,
+};
 use crate::extract::{Caller, Json, Path, Query};
 use crate::state::AppState;
 
@@ -113,7 +114,7 @@ pub struct OfflinePackage {
     request_body = CreateStamps,
     responses(
         (status = 200, description = "What happened to each code", body = CreateStampsAnswer),
-        BadRequest, Unauthorized, Forbidden, Unprocessable,
+        BadRequest, Unauthorized, Forbidden, Unprocessable, PayloadTooLarge, UnsupportedMediaType,
     ))]
 async fn create_stamps(
     State(state): State<AppState>,
@@ -137,7 +138,7 @@ async fn create_stamps(
     responses(
         (status = 201, description = "Added", body = MarkView),
         (status = 200, description = "Already known; unchanged", body = MarkView),
-        BadRequest, Unauthorized, Forbidden, Unprocessable,
+        BadRequest, Unauthorized, Forbidden, Unprocessable, PayloadTooLarge, UnsupportedMediaType,
     ))]
 async fn add_stamp(
     State(state): State<AppState>,
@@ -172,7 +173,7 @@ async fn add_stamp(
     request_body = UpdateStamp,
     responses(
         (status = 200, description = "The changed mark", body = MarkView),
-        BadRequest, Unauthorized, Forbidden, NotFound, Unprocessable,
+        BadRequest, Unauthorized, Forbidden, NotFound, Unprocessable, PayloadTooLarge, UnsupportedMediaType,
     ))]
 async fn update_stamp(
     State(state): State<AppState>,
@@ -199,7 +200,7 @@ async fn list_stamps(
 ) -> Result<Json<StampList>, ApiError> {
     caller.require(&[Role::HqAdmin, Role::Store, Role::Auditor])?;
     let limit = page_limit(query.limit)?;
-    let after_cis = query.cursor.as_deref().map(decode).transpose()?;
+    let after_cis = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let scope = match caller.role {
         Role::Auditor => caller.store_scope(),
         _ => imark_core::principal::StoreScope::All,
@@ -217,7 +218,7 @@ async fn list_stamps(
     )
     .await?;
     let next_cursor = match items.last() {
-        Some(last) if items.len() as u64 == limit => Some(URL_SAFE_NO_PAD.encode(&last.cis)),
+        Some(last) if items.len() as u64 == limit => Some(encode_cursor(&last.cis)),
         _ => None,
     };
     Ok(Json(StampList { items, next_cursor }))
@@ -228,7 +229,7 @@ async fn list_stamps(
     params(("cis" = String, Path, description = "The КИ, percent-encoded")),
     responses(
         (status = 200, description = "The mark", body = MarkView),
-        Unauthorized, Forbidden, NotFound, Unprocessable,
+        Unauthorized, Forbidden, NotFound, Unprocessable, BadRequest,
     ))]
 async fn get_stamp(
     State(state): State<AppState>,
@@ -245,7 +246,7 @@ async fn get_stamp(
     params(("cis" = String, Path, description = "The КИ, percent-encoded")),
     responses(
         (status = 204, description = "Removed"),
-        Unauthorized, Forbidden, NotFound, Unprocessable,
+        Unauthorized, Forbidden, NotFound, Unprocessable, BadRequest,
     ))]
 async fn delete_stamp(
     State(state): State<AppState>,
@@ -315,23 +316,15 @@ fn actor(caller: &Principal) -> Result<Actor, ApiError> {
     })
 }
 
-fn decode(cursor: &str) -> Result<String, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(|| ApiError::bad_request("invalid_parameter", "cursor is not valid"))
-}
-
 fn encode_position(at: DateTime<Utc>, cis: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!(
+    encode_cursor(&format!(
         "{}|{cis}",
         at.to_rfc3339_opts(SecondsFormat::Micros, true)
     ))
 }
 
 fn decode_position(cursor: &str) -> Result<(DateTime<Utc>, String), ApiError> {
-    let text = decode(cursor)?;
+    let text = decode_cursor(cursor)?;
     text.split_once('|')
         .and_then(|(at, cis)| {
             DateTime::parse_from_rfc3339(at)

@@ -14,7 +14,10 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::error::responses::{BadRequest, Forbidden, NotFound, Unauthorized, Unprocessable};
+use crate::error::responses::{
+    BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unprocessable,
+    UnsupportedMediaType,
+};
 use crate::extract::{Caller, Json, Query};
 use crate::state::AppState;
 
@@ -85,7 +88,7 @@ async fn get_policy(
     request_body = PutPolicy,
     responses(
         (status = 200, description = "The stored policy", body = PolicyView),
-        BadRequest, Unauthorized, Forbidden, NotFound, Unprocessable,
+        BadRequest, Unauthorized, Forbidden, NotFound, Unprocessable, PayloadTooLarge, UnsupportedMediaType,
     ))]
 async fn put_policy(
     State(state): State<AppState>,

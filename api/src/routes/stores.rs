@@ -3,8 +3,6 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use imark_core::auth::Role;
 use imark_core::ids::Status;
 use imark_core::stores::{self, NewStore, Store, StoreChanges, StoreQuery};
@@ -15,10 +13,11 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::nullable;
-use super::tenants::page_limit;
+use super::tenants::{decode_cursor, encode_cursor, page_limit};
 use crate::error::ApiError;
 use crate::error::responses::{
-    BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unprocessable,
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unprocessable,
+    UnsupportedMediaType,
 };
 use crate::extract::{Caller, Json, Path, Query};
 use crate::state::AppState;
@@ -98,7 +97,7 @@ pub struct StoreList {
         Unauthorized,
         Forbidden,
         Conflict,
-        Unprocessable,
+        Unprocessable, BadRequest, PayloadTooLarge, UnsupportedMediaType,
     ))]
 async fn create_store(
     State(state): State<AppState>,
@@ -147,7 +146,7 @@ async fn list_stores(
     )
     .await?;
     let next_cursor = match items.last() {
-        Some(last) if items.len() as u64 == limit => Some(URL_SAFE_NO_PAD.encode(&last.code)),
+        Some(last) if items.len() as u64 == limit => Some(encode_cursor(&last.code)),
         _ => None,
     };
     Ok(Json(StoreList { items, next_cursor }))
@@ -160,7 +159,7 @@ async fn list_stores(
         (status = 200, description = "The store", body = Store),
         Unauthorized,
         Forbidden,
-        NotFound,
+        NotFound, BadRequest,
     ))]
 async fn get_store(
     State(state): State<AppState>,
@@ -181,7 +180,7 @@ async fn get_store(
         Unauthorized,
         Forbidden,
         NotFound,
-        Unprocessable,
+        Unprocessable, BadRequest, PayloadTooLarge, UnsupportedMediaType,
     ))]
 async fn update_store(
     State(state): State<AppState>,
@@ -200,12 +199,4 @@ async fn update_store(
     let store = stores::update(&state.db, caller.tenant()?, id, changes).await?;
     tracing::info!(store.id = %store.id, status = store.status.as_str(), "store updated");
     Ok(Json(store))
-}
-
-fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(|| ApiError::bad_request("invalid_parameter", "cursor is not valid"))
 }

@@ -2,6 +2,8 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use imark_core::auth::Role;
 use imark_core::ids::Status;
 use imark_core::keys::IssuedKey;
@@ -14,9 +16,15 @@ use uuid::Uuid;
 
 use super::nullable;
 use crate::error::ApiError;
-use crate::error::responses::{Forbidden, NotFound, Unauthorized, Unprocessable};
+use crate::error::responses::{
+    BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unprocessable,
+    UnsupportedMediaType,
+};
 use crate::extract::{Caller, Json, Path, Query};
 use crate::state::AppState;
+
+/// The largest `offset` accepted: far beyond any real list, well inside what SQL takes.
+const MAX_OFFSET: u64 = 1_000_000_000;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -82,7 +90,7 @@ pub struct TenantList {
         (status = 201, description = "Created, with the first HQ key", body = OnboardedTenant),
         Unauthorized,
         Forbidden,
-        Unprocessable,
+        Unprocessable, BadRequest, PayloadTooLarge, UnsupportedMediaType,
     ))]
 async fn create_tenant(
     State(state): State<AppState>,
@@ -102,7 +110,7 @@ async fn create_tenant(
     responses(
         (status = 200, description = "The tenants", body = TenantList),
         Unauthorized,
-        Forbidden,
+        Forbidden, BadRequest,
     ))]
 async fn list_tenants(
     State(state): State<AppState>,
@@ -111,7 +119,16 @@ async fn list_tenants(
 ) -> Result<Json<TenantList>, ApiError> {
     caller.require(&[Role::Platform])?;
     let limit = page_limit(page.limit)?;
-    let items = tenants::list(&state.db, limit, page.offset.unwrap_or(0)).await?;
+    let offset = match page.offset.unwrap_or(0) {
+        offset @ 0..=MAX_OFFSET => offset,
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("offset must be between 0 and {MAX_OFFSET}"),
+            ));
+        }
+    };
+    let items = tenants::list(&state.db, limit, offset).await?;
     Ok(Json(TenantList { items }))
 }
 
@@ -122,7 +139,7 @@ async fn list_tenants(
         (status = 200, description = "The tenant", body = Tenant),
         Unauthorized,
         Forbidden,
-        NotFound,
+        NotFound, BadRequest,
     ))]
 async fn get_tenant(
     State(state): State<AppState>,
@@ -142,7 +159,7 @@ async fn get_tenant(
         Unauthorized,
         Forbidden,
         NotFound,
-        Unprocessable,
+        Unprocessable, BadRequest, PayloadTooLarge, UnsupportedMediaType,
     ))]
 async fn update_tenant(
     State(state): State<AppState>,
@@ -168,7 +185,7 @@ async fn update_tenant(
         (status = 201, description = "The new key, shown once", body = IssuedKey),
         Unauthorized,
         Forbidden,
-        NotFound,
+        NotFound, BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable,
     ))]
 async fn issue_hq_key(
     State(state): State<AppState>,
@@ -180,6 +197,21 @@ async fn issue_hq_key(
     let name = body.name.as_deref().unwrap_or("HQ key");
     let issued = tenants::issue_hq_key(&state.db, &state.hasher, id, name).await?;
     Ok((StatusCode::CREATED, Json(issued)))
+}
+
+/// Decodes an opaque cursor made by [`encode_cursor`]; anything else is a 400.
+pub(crate) fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|text| !text.is_empty() && !text.chars().any(char::is_control))
+        .ok_or_else(|| ApiError::bad_request("invalid_parameter", "cursor is not valid"))
+}
+
+/// An opaque cursor for a position in a list.
+pub(crate) fn encode_cursor(position: &str) -> String {
+    URL_SAFE_NO_PAD.encode(position)
 }
 
 /// Checks a page size: 1 to 500, 100 when absent.

@@ -75,7 +75,7 @@ async fn exchange(state: &AppState, headers: &HeaderMap) -> Result<Json<TokenRes
         .await
         .map_err(|e| match e {
             imark_core::Error::Unauthorized(_) => {
-                ApiError::unauthorized("invalid_api_key", "the API key is not valid")
+                ApiError::unauthorized_key("invalid_api_key", "the API key is not valid")
             }
             other => other.into(),
         })?;
@@ -102,7 +102,7 @@ async fn exchange(state: &AppState, headers: &HeaderMap) -> Result<Json<TokenRes
 /// The API key from `X-API-Key` or from HTTP Basic credentials.
 fn presented_key(headers: &HeaderMap) -> Result<String, ApiError> {
     let missing = || {
-        ApiError::unauthorized(
+        ApiError::unauthorized_key(
             "missing_api_key",
             "send the API key in the X-API-Key header or as HTTP Basic credentials",
         )

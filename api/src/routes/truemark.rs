@@ -16,7 +16,10 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::error::responses::{Forbidden, NotFound, Unauthorized, Unprocessable};
+use crate::error::responses::{
+    BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unprocessable,
+    UnsupportedMediaType,
+};
 use crate::extract::{Caller, Json, Query};
 use crate::state::AppState;
 
@@ -46,7 +49,8 @@ pub struct PutSettings {
     /// The key's expiry date, if known.
     #[serde(default)]
     pub key_expires_on: Option<NaiveDate>,
-    /// Set to store an override for this store instead of the tenant's settings.
+    /// Set (here or as the `store_id` query parameter) to store an override for this store
+    /// instead of the tenant's settings.
     #[serde(default)]
     pub store_id: Option<Uuid>,
 }
@@ -71,21 +75,33 @@ pub struct StoreParam {
 
 /// Sets the tenant's ЧЗ credentials, or a store's override (HQ admin).
 #[utoipa::path(put, path = "/truemark", tag = "truemark", security(("bearer" = [])),
+    params(StoreParam),
     request_body = PutSettings,
     responses(
         (status = 200, description = "Stored; the key is shown masked", body = CredentialsView),
         Unauthorized,
         Forbidden,
         NotFound,
-        Unprocessable,
+        Unprocessable, BadRequest, PayloadTooLarge, UnsupportedMediaType,
     ))]
 async fn put_settings(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Json(body): Json<PutSettings>,
+    Query(query): Query<StoreParam>,
+    Json(mut body): Json<PutSettings>,
 ) -> Result<Json<CredentialsView>, ApiError> {
     caller.require(&[Role::HqAdmin])?;
     let tenant_id = caller.tenant()?;
+    body.store_id = match (query.store_id, body.store_id) {
+        (Some(asked), Some(said)) if asked != said => {
+            return Err(imark_core::Error::invalid(
+                "store_id",
+                "the query and the body name different stores",
+            )
+            .into());
+        }
+        (asked, said) => asked.or(said),
+    };
     if let Some(store_id) = body.store_id {
         require_store(&state, tenant_id, store_id).await?;
     }
@@ -96,7 +112,8 @@ async fn put_settings(
         region: body.region,
         key_expires_on: body.key_expires_on,
     };
-    let view = credentials::put(&state.db, &state.master_keys, tenant_id, new).await?;
+    let allow_local = state.failover.settings().allow_local_urls;
+    let view = credentials::put(&state.db, &state.master_keys, tenant_id, new, allow_local).await?;
     tracing::info!(store.override = ?body.store_id, "ЧЗ settings stored");
     Ok(Json(view))
 }
@@ -109,7 +126,7 @@ async fn put_settings(
         (status = 200, description = "The settings", body = SettingsView),
         Unauthorized,
         Forbidden,
-        NotFound,
+        NotFound, BadRequest,
     ))]
 async fn get_settings(
     State(state): State<AppState>,
@@ -134,7 +151,7 @@ async fn get_settings(
         (status = 204, description = "Removed"),
         Unauthorized,
         Forbidden,
-        NotFound,
+        NotFound, BadRequest,
     ))]
 async fn delete_settings(
     State(state): State<AppState>,
