@@ -11,6 +11,7 @@ pub mod documents;
 pub mod error;
 pub mod evidence;
 pub mod ids;
+pub mod jobs;
 pub mod keys;
 pub mod marks;
 pub mod modes;

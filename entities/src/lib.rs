@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod cdn_hosts;
 pub mod document_items;
 pub mod documents;
+pub mod job_runs;
 pub mod marks;
 pub mod mode_transitions;
 pub mod policies;

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261203_000001_tenancy;
 mod m20261203_000002_cdn;
+mod m20261203_000003_job_runs;
 mod m20261203_000004_documents;
 
 #[derive(Debug)]
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261203_000001_tenancy::Migration),
             Box::new(m20261203_000002_cdn::Migration),
+            Box::new(m20261203_000003_job_runs::Migration),
             Box::new(m20261203_000004_documents::Migration),
         ]
     }
