@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Brings up iMark on this machine: Postgres and Redis, the `imark` database, development secrets
-# in imark.local.toml (made once, never committed), then the API on http://127.0.0.1:8080.
+# in imark.local.toml (made once, never committed), then the API on http://127.0.0.1:8080 with
+# the worker and the ЧЗ emulator beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,9 +30,23 @@ fi
 
 platform_key=$(sed -n 's/^platform_key = "\(.*\)"$/\1/p' "$config")
 cargo build --locked --workspace --bins
+
+# The ЧЗ emulator with CRPT's acceptance catalogue, and the worker, run beside the API and stop
+# with it.
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null' EXIT
+if ! (exec 3<>/dev/tcp/127.0.0.1/8480) 2>/dev/null; then
+  target/debug/truemark-sandbox > /tmp/imark-sandbox.log 2>&1 &
+  pids+=($!)
+fi
+IMARK_CONFIG_FILE="$config" target/debug/imark-worker > /tmp/imark-worker.log 2>&1 &
+pids+=($!)
+
 cat <<TEXT
 
-iMark is starting on http://127.0.0.1:8080 (Ctrl-C stops it).
+iMark is starting on http://127.0.0.1:8080 (Ctrl-C stops it, the worker and the emulator).
+The ЧЗ emulator (truemark-sandbox) answers on http://127.0.0.1:8480 with the key
+sandbox-api-key; its log is /tmp/imark-sandbox.log, the worker's /tmp/imark-worker.log.
 The platform operator's key (from $config):
 
     $platform_key
@@ -39,4 +54,4 @@ The platform operator's key (from $config):
 Next: follow "Your first store token" in README.md.
 
 TEXT
-IMARK_CONFIG_FILE="$config" exec target/debug/imark-api serve
+IMARK_CONFIG_FILE="$config" target/debug/imark-api serve

@@ -6,8 +6,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use entities::truemark_credentials as credentials;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait as _, DatabaseConnection, EntityTrait as _, FromQueryResult as _,
-    QueryFilter as _, Statement,
+    ColumnTrait as _, DatabaseConnection, EntityTrait as _, FromQueryResult as _, QueryFilter as _,
+    Statement,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
@@ -140,7 +140,11 @@ pub async fn put(
 }
 
 /// Removes the tenant's settings or a store's override; removing what is absent is a 404.
-pub async fn delete(db: &DatabaseConnection, tenant_id: Uuid, store_id: Option<Uuid>) -> Result<()> {
+pub async fn delete(
+    db: &DatabaseConnection,
+    tenant_id: Uuid,
+    store_id: Option<Uuid>,
+) -> Result<()> {
     let mut query =
         credentials::Entity::delete_many().filter(credentials::Column::TenantId.eq(tenant_id));
     query = match store_id {
@@ -252,10 +256,15 @@ fn api_key(key: &SecretString) -> Result<&str> {
 }
 
 fn base_url(value: Option<&str>, allow_local: bool) -> Result<BaseUrl> {
-    let value = value.map(str::trim).filter(|v| !v.is_empty()).unwrap_or(DEFAULT_BASE_URL);
+    let value = value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .unwrap_or(DEFAULT_BASE_URL);
     let url: BaseUrl = value
         .parse()
-        .map_err(|e: truemark::client::InvalidServiceUrl| Error::invalid("base_url", e.to_string()))?;
+        .map_err(|e: truemark::client::InvalidServiceUrl| {
+            Error::invalid("base_url", e.to_string())
+        })?;
     if !allow_local {
         if url.as_url().scheme() != "https" {
             return Err(Error::invalid("base_url", "must use https"));
@@ -289,7 +298,9 @@ fn is_local(url: &Url) -> bool {
                 || ip.is_multicast()
                 || ip.is_unique_local()
                 || ip.is_unicast_link_local()
-                || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback() || v4.is_private())
+                || ip
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| v4.is_loopback() || v4.is_private())
         }
         Some(url::Host::Domain(name)) => {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
@@ -328,7 +339,9 @@ pub async fn key_for_group(
     let mut rows = credentials::Entity::find()
         .filter(credentials::Column::BaseUrl.eq(group.base_key()))
         .filter(credentials::Column::Region.eq(group.region()))
-        .filter(Expr::cust("tenant_id IN (SELECT id FROM tenants WHERE status = 'active')"))
+        .filter(Expr::cust(
+            "tenant_id IN (SELECT id FROM tenants WHERE status = 'active')",
+        ))
         .filter(Expr::cust(
             "(store_id IS NULL OR store_id IN (SELECT id FROM stores WHERE status = 'active'))",
         ))
