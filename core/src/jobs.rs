@@ -239,6 +239,16 @@ pub struct JobRunner {
 }
 
 impl JobRunner {
+    /// The database the runner works on.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The Redis connection the runner works with.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
     /// A runner calling ЧЗ with the list and health time limits of `settings`.
     ///
     /// # Errors

@@ -1,7 +1,7 @@
 //! An emulator of Честный ЗНАК's True API for rehearsing every answer and every fault.
 //!
 //! It serves the discovery endpoint (`cdn/info`) and several CDN hosts, each on its own port
-//! with its own health check and code check, exactly as `shared/PROTOCOL.md` describes them.
+//! with its own health check and code check, exactly as `docs/PROTOCOL.md` describes them.
 //! Per-code answers come from a fixture (see [`fixture`]); faults, listeners, the discovery
 //! list and code states change at run time through [`SandboxControl`], in process or over
 //! the HTTP control API on a separate port.

@@ -625,3 +625,39 @@ async fn broken_documents_are_refused_precisely() {
     }
     assert_eq!(pos.code_checks(), 0);
 }
+
+#[tokio::test]
+async fn each_action_of_a_criterion_gives_its_verdict() {
+    let pos = pos().await;
+    let cases = [
+        ("expired", gs("0104670540176099215<pGKy<GS>93dGVz")),
+        (
+            "blocked_by_authority",
+            gs("0104602220006549215opFcmK<GS>93dGVz"),
+        ),
+        ("not_applied", gs("0104670540176099215'W9Um<GS>93dGVz")),
+    ];
+
+    for (n, (criterion, code)) in cases.iter().enumerate() {
+        for (action, verdict) in [("block", "block"), ("warn", "warn"), ("ignore", "allow")] {
+            let policy = json!({"preset": "law", "overrides": {*criterion: action}});
+            assert_eq!(pos.app.put("/policy", &pos.hq, &policy).await.status, 200);
+
+            let answer = pos
+                .send(&format!("{n}-{action}"), "check", json!([{"code": code}]))
+                .await
+                .json();
+
+            assert_eq!(
+                answer["verdict"], verdict,
+                "{criterion} → {action}: {answer}"
+            );
+            let named = answer["items"][0]["reasons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["criterion"] == *criterion && r["action"] == action);
+            assert_eq!(named, action != "ignore", "{criterion} → {action}");
+        }
+    }
+}

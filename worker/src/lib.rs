@@ -191,17 +191,28 @@ impl Worker {
             monitor = self.schedule(monitor, job);
             monitor = self.consume(monitor, job)?;
         }
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let drainer = tokio::spawn(drain_evidence(
+            self.runner.db().clone(),
+            self.runner.cache().clone(),
+            stopping,
+        ));
         tracing::info!(worker.instance = %self.instance, "worker started");
-        monitor
+        let served = monitor
             .run_with_signal(async move {
                 tokio::select! {
                     () = shutdown => {}
                     () = failed.notified() => {}
                 }
+                let _ = stop.send(true);
                 Ok(())
             })
             .await
-            .context("running the job workers")?;
+            .context("running the job workers");
+        if let Err(e) = drainer.await {
+            tracing::error!(error.message = %e, "the evidence drain ended abnormally");
+        }
+        served?;
         tracing::info!(worker.instance = %self.instance, "worker stopped");
         Ok(())
     }
@@ -369,4 +380,30 @@ fn instance_name() -> String {
         .unwrap_or_else(|| "host".to_owned());
     let random = Uuid::new_v4().simple().to_string();
     format!("{host}-{}-{}", std::process::id(), &random[..8])
+}
+
+/// How often spooled evidence is written to Postgres.
+const EVIDENCE_DRAIN_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Writes the ЧЗ evidence that a failed document write left in Redis, until `stopping` turns
+/// true. Several replicas may drain at once: a row is written idempotently before it leaves the
+/// spool.
+async fn drain_evidence(
+    db: sea_orm::DatabaseConnection,
+    cache: Cache,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(EVIDENCE_DRAIN_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stopping.changed() => return,
+        }
+        match imark_core::evidence::drain(&db, &cache, 1000).await {
+            Ok(0) => {}
+            Ok(written) => tracing::info!(written, "spooled evidence written"),
+            Err(e) => tracing::warn!(error.message = %e, "spooled evidence not written yet"),
+        }
+    }
 }

@@ -136,3 +136,156 @@ pub(super) fn from_mark_base(status: Option<&str>, kind: Kind) -> Option<Criteri
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+    use serde_json::json;
+
+    use super::*;
+
+    fn state(fields: serde_json::Value) -> CodeStatus {
+        let mut base = json!({
+            "found": true, "valid": true, "verified": true, "utilised": true,
+            "realizable": true, "sold": false, "isBlocked": false, "errorCode": 0,
+            "isOwner": true, "groupIds": [2]
+        });
+        for (k, v) in fields.as_object().unwrap() {
+            base[k] = v.clone();
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 3, 12, 0, 0).unwrap()
+    }
+
+    fn sale(fields: serde_json::Value, price: Option<u64>) -> Vec<Criterion> {
+        from_truemark(&state(fields), Kind::Sale, price, now())
+    }
+
+    #[test]
+    fn a_clean_answer_raises_nothing() {
+        assert!(sale(json!({}), Some(100)).is_empty());
+    }
+
+    #[test]
+    fn each_prohibition_of_the_law_is_its_own_criterion() {
+        let cases = [
+            (json!({"found": false}), Criterion::NotFound),
+            (json!({"errorCode": 10}), Criterion::NotFound),
+            (json!({"valid": false}), Criterion::Invalid),
+            (json!({"verified": false}), Criterion::NotVerified),
+            (json!({"utilised": false}), Criterion::NotApplied),
+            (json!({"realizable": false}), Criterion::NotInCirculation),
+            (
+                json!({"isBlocked": true, "ogvs": ["RPN"]}),
+                Criterion::BlockedByAuthority,
+            ),
+            (json!({"sold": true}), Criterion::Sold),
+            (
+                json!({"expireDate": "2026-12-02T00:00:00.000Z"}),
+                Criterion::Expired,
+            ),
+            (json!({"errorCode": 6}), Criterion::OtherErrorCode),
+            (json!({"isOwner": false}), Criterion::NotOwner),
+        ];
+        for (fields, expected) in cases {
+            let found = sale(fields.clone(), None);
+            assert!(found.contains(&expected), "{fields}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn absent_and_null_fields_raise_nothing() {
+        let bare: CodeStatus = serde_json::from_value(json!({"cis": "x", "found": null})).unwrap();
+
+        assert!(from_truemark(&bare, Kind::Sale, Some(1), now()).is_empty());
+    }
+
+    #[test]
+    fn tobacco_in_the_grey_zone_and_withdrawn_goods_may_be_sold_out_of_circulation() {
+        let grey = sale(
+            json!({"groupIds": [3], "grayZone": true, "realizable": false}),
+            None,
+        );
+        let withdrawn = sale(json!({"realizable": false, "eliminationState": 2}), None);
+        let grey_milk = sale(
+            json!({"groupIds": [8], "grayZone": true, "realizable": false}),
+            None,
+        );
+
+        assert!(grey.is_empty(), "{grey:?}");
+        assert!(withdrawn.is_empty(), "{withdrawn:?}");
+        assert_eq!(grey_milk, [Criterion::NotInCirculation]);
+    }
+
+    #[test]
+    fn a_return_is_not_stopped_by_sold_or_expired() {
+        let sold =
+            state(json!({"sold": true, "realizable": false, "expireDate": "2020-01-01T00:00:00Z"}));
+
+        assert!(from_truemark(&sold, Kind::Return, None, now()).is_empty());
+        assert!(from_truemark(&sold, Kind::Check, None, now()).contains(&Criterion::Sold));
+    }
+
+    #[test]
+    fn tobacco_prices_are_held_between_the_minimum_and_the_maximum_per_pack() {
+        let pack = json!({"groupIds": [3], "packageType": "UNIT", "mrp": 15000, "smp": 13500});
+        let block = json!({"groupIds": [3], "packageType": "GROUP", "packageQuantity": 10,
+                           "mrp": 19900, "smp": 13500});
+
+        assert!(sale(pack.clone(), Some(15000)).is_empty());
+        assert_eq!(
+            sale(pack.clone(), Some(15001)),
+            [Criterion::AboveMaximumPrice]
+        );
+        assert_eq!(sale(pack, Some(12000)), [Criterion::BelowMinimumPrice]);
+        assert!(sale(block.clone(), Some(199_000)).is_empty());
+        assert_eq!(sale(block, Some(120_000)), [Criterion::BelowMinimumPrice]);
+    }
+
+    #[test]
+    fn the_mrp_of_nicotine_products_is_a_minimum() {
+        let nsp = json!({"groupIds": [16], "mrp": 20000});
+
+        assert!(sale(nsp.clone(), Some(25000)).is_empty());
+        assert_eq!(sale(nsp, Some(15000)), [Criterion::BelowMinimumPrice]);
+    }
+
+    #[test]
+    fn the_mark_base_speaks_for_sales_checks_and_returns() {
+        assert_eq!(
+            from_mark_base(Some("sold"), Kind::Sale),
+            Some(Criterion::SoldHereBefore)
+        );
+        assert_eq!(
+            from_mark_base(Some("sold"), Kind::Check),
+            Some(Criterion::SoldHereBefore)
+        );
+        assert_eq!(from_mark_base(Some("available"), Kind::Sale), None);
+        assert_eq!(from_mark_base(Some("sold"), Kind::Return), None);
+        assert_eq!(
+            from_mark_base(Some("available"), Kind::Return),
+            Some(Criterion::ReturnNotSoldHere)
+        );
+        assert_eq!(
+            from_mark_base(None, Kind::Return),
+            Some(Criterion::ReturnNotSoldHere)
+        );
+    }
+
+    #[test]
+    fn without_truemark_an_earlier_ban_or_sale_still_counts() {
+        let banned = state(json!({"isBlocked": true, "sold": true}));
+
+        assert_eq!(
+            from_earlier_state(&banned, Kind::Sale),
+            [Criterion::BlockedByAuthority, Criterion::Sold]
+        );
+        assert_eq!(
+            from_earlier_state(&banned, Kind::Return),
+            [Criterion::BlockedByAuthority]
+        );
+    }
+}
