@@ -27,6 +27,9 @@ truemark_allow_local_urls = true
 TOML
   chmod 600 "$config"
 fi
+# Files made before the emulator was allowed get the setting too.
+grep -q '^truemark_allow_local_urls' "$config" ||
+  printf '# lets tenants use the ЧЗ emulator on this machine over plain http\ntruemark_allow_local_urls = true\n' >> "$config"
 
 platform_key=$(sed -n 's/^platform_key = "\(.*\)"$/\1/p' "$config")
 cargo build --locked --workspace --bins

@@ -40,11 +40,10 @@ pub(super) fn from_truemark(
     }
     // Tobacco in the grey zone may be sold out of circulation; so may goods withdrawn for
     // distance sale or own needs; and a sold mark is out of circulation because it was sold,
-    // which does not stop its return.
+    // which `sold` says already (and which does not stop its return).
     let grey_tobacco = tobacco && is(state.gray_zone);
     let withdrawn_but_sellable = matches!(state.elimination_state, Some(1 | 2));
-    let sold_and_returning = returning && is(state.sold);
-    if is_not(state.realizable) && !grey_tobacco && !withdrawn_but_sellable && !sold_and_returning {
+    if is_not(state.realizable) && !grey_tobacco && !withdrawn_but_sellable && !is(state.sold) {
         found.push(Criterion::NotInCirculation);
     }
     if is(state.is_blocked) {
@@ -218,6 +217,14 @@ mod tests {
         assert!(grey.is_empty(), "{grey:?}");
         assert!(withdrawn.is_empty(), "{withdrawn:?}");
         assert_eq!(grey_milk, [Criterion::NotInCirculation]);
+    }
+
+    #[test]
+    fn a_sold_mark_is_reported_sold_not_also_out_of_circulation() {
+        assert_eq!(
+            sale(json!({"sold": true, "realizable": false}), None),
+            [Criterion::Sold]
+        );
     }
 
     #[test]
