@@ -94,6 +94,8 @@ pub struct ItemRequest {
     pub code: String,
     /// The selling price in kopecks.
     pub price: Option<u64>,
+    /// Units sold from a pack sold by the unit (a pour from a keg, in the pack's units); 1 when
+    /// absent.
     pub quantity: Option<u32>,
 }
 
@@ -123,6 +125,10 @@ pub struct ItemAnswer {
     /// The mark's status in the base before and after this document (`null`: not in the base).
     pub mark_status_before: Option<String>,
     pub mark_status_after: Option<String>,
+    /// For a pack sold by the unit (a keg, `innerUnitCount` in ЧЗ): the units left after this
+    /// item. The pack stays available until none are left.
+    #[serde(default)]
+    pub units_left: Option<i64>,
     /// Whether the decision came from what iMark knew, without a ЧЗ answer.
     pub offline: bool,
     /// ЧЗ's object for this code, as received.
@@ -401,11 +407,13 @@ impl From<sea_orm::DbErr> for WriteError {
     }
 }
 
-#[derive(Debug, FromQueryResult)]
+#[derive(Debug, Clone, FromQueryResult)]
 struct MarkRow {
     cis: String,
     status: String,
     truemark_state: Option<Value>,
+    inner_unit_count: Option<i64>,
+    sold_units: i64,
 }
 
 /// Decides every item against the locked marks and writes the whole document in one
@@ -432,11 +440,13 @@ async fn write(
     let mode = run.map_or(Mode::Online, |r| r.mode);
 
     let txn = ctx.db.begin().await?;
-    let marks = lock_marks(&txn, ctx.tenant_id, codes).await?;
+    let mut marks = lock_marks(&txn, ctx.tenant_id, codes).await?;
 
+    // Items are decided and applied in order, each seeing what the ones before it did: the same
+    // mark twice on one receipt is sold once, and pours from one keg add up.
     let mut items = Vec::with_capacity(codes.len());
     for (position, (item, code)) in request.items.iter().zip(codes).enumerate() {
-        let item = decide_item(
+        let (mut decided, inner) = decide_item(
             position,
             item,
             code,
@@ -448,17 +458,25 @@ async fn write(
             ctx.store_id,
             now,
         );
-        items.push(item);
+        let units = i64::from(item.quantity.unwrap_or(1));
+        apply(
+            &txn,
+            ctx,
+            document_id,
+            request.kind,
+            &mut decided,
+            inner,
+            units,
+            &mut marks,
+        )
+        .await?;
+        items.push(decided);
     }
     let verdict = items
         .iter()
         .map(|i| i.verdict)
         .max()
         .unwrap_or(Verdict::Allow);
-
-    for item in &mut items {
-        apply(&txn, ctx, document_id, request.kind, item).await?;
-    }
 
     let (tag1260, absent) = tag(run, answer);
     let document = DocumentAnswer {
@@ -479,7 +497,7 @@ async fn write(
 
     insert_document(&txn, ctx, request, hash, &document).await?;
     for item in &document.items {
-        insert_item(&txn, document_id, item).await?;
+        insert_item(&txn, document_id, item, request.items.get(item.position)).await?;
     }
     evidence::write(&txn, evidence).await?;
     txn.commit().await?;
@@ -512,7 +530,7 @@ async fn lock_marks(
     .await?;
     let rows = MarkRow::find_by_statement(Statement::from_sql_and_values(
         backend,
-        "SELECT cis, status, truemark_state FROM marks \
+        "SELECT cis, status, truemark_state, inner_unit_count, sold_units FROM marks \
          WHERE tenant_id = $1 AND cis = ANY($2::text[]) ORDER BY cis FOR UPDATE",
         [tenant_id.into(), cis.into()],
     ))
@@ -533,13 +551,13 @@ fn decide_item(
     policies: &TenantPolicies,
     store_id: Uuid,
     now: DateTime<Utc>,
-) -> ItemAnswer {
+) -> (ItemAnswer, Option<i64>) {
     let code = match code {
         Ok(code) => code,
         Err(error) => {
             let rules = policies.rules(store_id, None);
             let action = rules.action(Criterion::CodeNotNormalised);
-            return ItemAnswer {
+            let answer = ItemAnswer {
                 position,
                 input: item.code.clone(),
                 code: None,
@@ -552,9 +570,11 @@ fn decide_item(
                 }],
                 mark_status_before: None,
                 mark_status_after: None,
+                units_left: None,
                 offline: false,
                 truemark_response: None,
             };
+            return (answer, None);
         }
     };
     let mark = marks.get(code.cis().as_str());
@@ -579,10 +599,24 @@ fn decide_item(
             }
         }
     }
-    criteria.extend(decide::from_mark_base(
-        mark.map(|m| m.status.as_str()),
-        kind,
-    ));
+    // A pack sold by the unit (a keg) is known by its inner units, from ЧЗ or from the base.
+    let inner = checked
+        .and_then(|c| c.status().inner_unit_count.as_ref())
+        .and_then(serde_json::Number::as_i64)
+        .filter(|n| *n > 0)
+        .or_else(|| mark.and_then(|m| m.inner_unit_count));
+    match inner {
+        Some(inner) => criteria.extend(decide::from_partial_pack(
+            mark.map_or(0, |m| m.sold_units),
+            inner,
+            i64::from(item.quantity.unwrap_or(1)),
+            kind,
+        )),
+        None => criteria.extend(decide::from_mark_base(
+            mark.map(|m| m.status.as_str()),
+            kind,
+        )),
+    }
 
     let group = checked
         .and_then(|c| c.status().group_ids.as_ref())
@@ -604,7 +638,7 @@ fn decide_item(
         .map(|r| verdict_of(r.action))
         .max()
         .unwrap_or(Verdict::Allow);
-    ItemAnswer {
+    let answer = ItemAnswer {
         position,
         input: item.code.clone(),
         code: Some(code.full().to_owned()),
@@ -613,9 +647,11 @@ fn decide_item(
         reasons,
         mark_status_before: mark.map(|m| m.status.clone()),
         mark_status_after: mark.map(|m| m.status.clone()),
+        units_left: inner.map(|inner| inner - mark.map_or(0, |m| m.sold_units)),
         offline,
         truemark_response: checked.map(|c| c.raw().clone()),
-    }
+    };
+    (answer, inner)
 }
 
 fn verdict_of(action: Action) -> Verdict {
@@ -639,16 +675,24 @@ fn find_code<'a>(codes: &'a [CheckedCode], code: &MarkingCode) -> Option<&'a Che
         })
 }
 
-/// Records what the item did to the mark base: a sale not blocked sells the mark, a return not
-/// blocked makes a sold mark available; a check changes nothing. The last ЧЗ state is kept.
+/// Records what the item did to the mark base: a sale not blocked sells the mark (a pack sold by
+/// the unit once its last unit is sold), a return not blocked makes a sold mark available; a
+/// check changes nothing. The last ЧЗ state is kept, and `marks` follows every change.
+#[allow(clippy::too_many_arguments, reason = "the inputs of one mark change")]
 async fn apply(
     txn: &DatabaseTransaction,
     ctx: &Context<'_>,
     document_id: Uuid,
     kind: Kind,
     item: &mut ItemAnswer,
+    inner: Option<i64>,
+    units: i64,
+    marks: &mut BTreeMap<String, MarkRow>,
 ) -> Result<(), WriteError> {
     let Some(cis) = item.cis.clone() else {
+        return Ok(());
+    };
+    let Some(mark) = marks.get_mut(&cis) else {
         return Ok(());
     };
     let backend = txn.get_database_backend();
@@ -671,29 +715,53 @@ async fn apply(
         ))
         .await?;
     }
-    let target = match (kind, item.verdict, item.mark_status_before.as_deref()) {
+
+    let sold = mark.status == "sold";
+    let after = match (kind, item.verdict, inner) {
         (_, Verdict::Block, _) | (Kind::Check, _, _) => None,
-        (Kind::Sale, _, _) => Some("sold"),
-        (Kind::Return, _, Some("sold")) => Some("available"),
+        (Kind::Sale, _, None) => Some(("sold", mark.sold_units)),
+        (Kind::Sale, _, Some(inner)) => {
+            let sold_units = mark.sold_units.saturating_add(units).min(inner);
+            Some((
+                if sold_units >= inner {
+                    "sold"
+                } else {
+                    "available"
+                },
+                sold_units,
+            ))
+        }
+        (Kind::Return, _, None) if sold => Some(("available", 0)),
+        (Kind::Return, _, Some(_)) if mark.sold_units > 0 => {
+            Some(("available", mark.sold_units.saturating_sub(units).max(0)))
+        }
         (Kind::Return, _, _) => None,
     };
-    if let Some(target) = target {
+    if let Some((status, sold_units)) = after {
         txn.execute_raw(Statement::from_sql_and_values(
             backend,
-            "UPDATE marks SET status = $3, store_id = $4, document_id = $5, \
-                 sold_at = CASE WHEN $3 = 'sold' THEN now() ELSE sold_at END, updated_at = now() \
+            "UPDATE marks SET status = $3, sold_units = $4, inner_unit_count = $5, \
+                 store_id = $6, document_id = $7, \
+                 sold_at = CASE WHEN $3 = 'sold' OR $4 > 0 THEN now() ELSE sold_at END, \
+                 updated_at = now() \
              WHERE tenant_id = $1 AND cis = $2",
             [
                 ctx.tenant_id.into(),
                 cis.into(),
-                target.into(),
+                status.into(),
+                sold_units.into(),
+                inner.into(),
                 ctx.store_id.into(),
                 document_id.into(),
             ],
         ))
         .await?;
-        item.mark_status_after = Some(target.to_owned());
+        mark.status = status.to_owned();
+        mark.sold_units = sold_units;
+        mark.inner_unit_count = inner.or(mark.inner_unit_count);
+        item.mark_status_after = Some(status.to_owned());
     }
+    item.units_left = inner.map(|inner| inner - mark.sold_units);
     Ok(())
 }
 
@@ -776,14 +844,15 @@ async fn insert_item(
     txn: &DatabaseTransaction,
     document_id: Uuid,
     item: &ItemAnswer,
+    request: Option<&ItemRequest>,
 ) -> Result<(), WriteError> {
     let criteria: Vec<Criterion> = item.reasons.iter().map(|r| r.criterion).collect();
     let criteria = serde_json::to_value(criteria).map_err(Error::internal)?;
     txn.execute_raw(Statement::from_sql_and_values(
         txn.get_database_backend(),
         "INSERT INTO document_items (document_id, position, cis, verdict, criteria, \
-             status_before, status_after, applied) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             status_before, status_after, applied, quantity) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         [
             document_id.into(),
             i32::try_from(item.position).unwrap_or(i32::MAX).into(),
@@ -793,6 +862,7 @@ async fn insert_item(
             item.mark_status_before.clone().into(),
             item.mark_status_after.clone().into(),
             (item.mark_status_before != item.mark_status_after).into(),
+            request.and_then(|r| r.quantity).map(i64::from).into(),
         ],
     ))
     .await?;
@@ -815,10 +885,23 @@ pub async fn void(ctx: &Context<'_>, pos_id: &str) -> Result<DocumentAnswer> {
         return Err(Error::conflict("not_a_sale", "only a sale can be voided"));
     }
     if row.voided_at.is_none() {
+        // A whole mark comes back if this sale is still the last thing that happened to it; a
+        // pack sold by the unit gets this sale's units back.
         txn.execute_raw(Statement::from_sql_and_values(
             backend,
             "UPDATE marks SET status = 'available', updated_at = now() \
-             WHERE tenant_id = $1 AND document_id = $2 AND status = 'sold'",
+             WHERE tenant_id = $1 AND document_id = $2 AND status = 'sold' \
+               AND inner_unit_count IS NULL",
+            [ctx.tenant_id.into(), row.id.into()],
+        ))
+        .await?;
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            "UPDATE marks m SET status = 'available', updated_at = now(), \
+                 sold_units = GREATEST(0, m.sold_units - COALESCE(i.quantity, 1)) \
+             FROM document_items i \
+             WHERE i.document_id = $2 AND i.applied AND m.tenant_id = $1 AND m.cis = i.cis \
+               AND m.inner_unit_count IS NOT NULL",
             [ctx.tenant_id.into(), row.id.into()],
         ))
         .await?;

@@ -64,6 +64,9 @@ pub struct MarkView {
     /// iMark's id of the document that last changed it.
     pub document_id: Option<Uuid>,
     pub sold_at: Option<DateTime<Utc>>,
+    /// For a pack sold by the unit (a keg): its units, and how many are sold.
+    pub inner_unit_count: Option<i64>,
+    pub sold_units: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -177,6 +180,13 @@ pub async fn set_status(
     }
     marks::Entity::update_many()
         .col_expr(marks::Column::Status, Expr::value(status.as_str()))
+        .col_expr(
+            marks::Column::SoldUnits,
+            match status {
+                MarkStatus::Available => Expr::value(0_i64),
+                MarkStatus::Sold => Expr::cust("COALESCE(inner_unit_count, 0)"),
+            },
+        )
         .col_expr(marks::Column::UpdatedAt, Expr::current_timestamp())
         .col_expr(
             marks::Column::SoldAt,
@@ -317,6 +327,8 @@ fn view(row: marks::Model) -> MarkView {
         store_id: row.store_id,
         document_id: row.document_id,
         sold_at: row.sold_at.map(utc),
+        inner_unit_count: row.inner_unit_count,
+        sold_units: row.sold_units,
         created_at: utc(row.created_at),
         updated_at: utc(row.updated_at),
     }

@@ -55,6 +55,8 @@ pub enum Criterion {
     SoldHereBefore,
     /// A return of a mark this organisation never sold.
     ReturnNotSoldHere,
+    /// A partial sale of more units than the pack (a keg) has left.
+    NotEnoughLeft,
     /// The scanned text could not be turned into a marking code.
     CodeNotNormalised,
     /// ЧЗ could not be asked: the sale goes ahead in the no-check mode.
@@ -62,7 +64,7 @@ pub enum Criterion {
 }
 
 impl Criterion {
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 18] = [
         Self::NotFound,
         Self::Invalid,
         Self::NotVerified,
@@ -78,6 +80,7 @@ impl Criterion {
         Self::NotOwner,
         Self::SoldHereBefore,
         Self::ReturnNotSoldHere,
+        Self::NotEnoughLeft,
         Self::CodeNotNormalised,
         Self::CheckUnavailable,
     ];
@@ -105,6 +108,9 @@ impl Criterion {
             Self::SoldHereBefore => "Этот экземпляр уже продан в вашей сети. Продажа запрещена.",
             Self::ReturnNotSoldHere => {
                 "Этот экземпляр не продавался в вашей сети. Проверьте возврат."
+            }
+            Self::NotEnoughLeft => {
+                "В упаковке (кеге) осталось меньше, чем продаётся. Продажа запрещена."
             }
             Self::CodeNotNormalised => {
                 "Код маркировки не распознан. Отсканируйте DataMatrix ещё раз."

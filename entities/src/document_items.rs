@@ -13,6 +13,7 @@ pub struct Model {
     pub status_before: Option<String>,
     pub status_after: Option<String>,
     pub applied: bool,
+    pub quantity: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

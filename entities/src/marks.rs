@@ -14,6 +14,8 @@ pub struct Model {
     pub store_id: Option<Uuid>,
     pub document_id: Option<Uuid>,
     pub sold_at: Option<DateTimeWithTimeZone>,
+    pub inner_unit_count: Option<i64>,
+    pub sold_units: i64,
     pub created_at: DateTimeWithTimeZone,
     pub updated_at: DateTimeWithTimeZone,
 }

@@ -7,6 +7,7 @@ mod m20261203_000001_tenancy;
 mod m20261203_000002_cdn;
 mod m20261203_000003_job_runs;
 mod m20261203_000004_documents;
+mod m20261203_000005_partial_sale;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000002_cdn::Migration),
             Box::new(m20261203_000003_job_runs::Migration),
             Box::new(m20261203_000004_documents::Migration),
+            Box::new(m20261203_000005_partial_sale::Migration),
         ]
     }
 }

@@ -661,3 +661,74 @@ async fn each_action_of_a_criterion_gives_its_verdict() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_keg_stays_available_until_its_volume_is_poured_and_each_pour_gets_its_tag() {
+    let pos = pos().await;
+    let keg = format!("0104607001771230215KEG0001{GS}93abcd");
+    pos.sandbox
+        .control()
+        .set_code_state(&keg, "groupIds=[15] innerUnitCount=3000 packageType=UNIT")
+        .unwrap();
+    let pour = |id: &'static str, litres: u32| {
+        let keg = keg.clone();
+        let pos = &pos;
+        async move {
+            pos.send(id, "sale", json!([{"code": keg, "quantity": litres}]))
+                .await
+                .json()
+        }
+    };
+
+    let first = pour("pour-1", 1000).await;
+    let second = pour("pour-2", 1500).await;
+    let too_much = pour("pour-3", 600).await;
+    let last = pour("pour-4", 500).await;
+    let after_empty = pour("pour-5", 1).await;
+    pos.app.delete("/document/pour-4", &pos.store).await;
+    let after_void = pour("pour-6", 500).await;
+
+    assert_eq!(first["verdict"], "allow", "{first}");
+    assert_eq!(first["items"][0]["mark_status_after"], "available");
+    assert_eq!(first["items"][0]["units_left"], 2000);
+    assert_eq!(second["items"][0]["units_left"], 500);
+    assert_ne!(
+        first["tag1260"]["1265"], second["tag1260"]["1265"],
+        "each pour its own tag"
+    );
+    assert_eq!(too_much["verdict"], "block");
+    assert_eq!(
+        too_much["items"][0]["reasons"][0]["criterion"],
+        "not_enough_left"
+    );
+    assert_eq!(too_much["items"][0]["units_left"], 500);
+    assert_eq!(last["verdict"], "allow");
+    assert_eq!(last["items"][0]["mark_status_after"], "sold");
+    assert_eq!(last["items"][0]["units_left"], 0);
+    assert_eq!(
+        after_empty["items"][0]["reasons"][0]["criterion"],
+        "sold_here_before"
+    );
+    assert_eq!(
+        after_void["verdict"], "allow",
+        "the voided pour's volume came back"
+    );
+}
+
+#[tokio::test]
+async fn the_same_mark_twice_on_one_receipt_is_sold_once() {
+    let pos = pos().await;
+    let code = "04601653035829H;dV)bFABVUdGVz";
+
+    let answer = pos
+        .send("d1", "sale", json!([{"code": code}, {"code": code}]))
+        .await
+        .json();
+
+    assert_eq!(answer["items"][0]["verdict"], "allow");
+    assert_eq!(answer["items"][1]["verdict"], "block");
+    assert_eq!(
+        answer["items"][1]["reasons"][0]["criterion"],
+        "sold_here_before"
+    );
+}

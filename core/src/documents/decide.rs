@@ -126,6 +126,22 @@ pub(super) fn from_earlier_state(state: &CodeStatus, kind: Kind) -> Vec<Criterio
     found
 }
 
+/// What the mark base says of a pack sold by the unit (a keg): a sale needs `units` left, a
+/// return needs units sold before.
+pub(super) fn from_partial_pack(
+    sold_units: i64,
+    inner: i64,
+    units: i64,
+    kind: Kind,
+) -> Option<Criterion> {
+    match kind {
+        Kind::Sale | Kind::Check if sold_units >= inner => Some(Criterion::SoldHereBefore),
+        Kind::Sale | Kind::Check if units > inner - sold_units => Some(Criterion::NotEnoughLeft),
+        Kind::Return if sold_units == 0 => Some(Criterion::ReturnNotSoldHere),
+        _ => None,
+    }
+}
+
 /// What the mark base says: a sale of a mark sold here, a return of one that was not.
 pub(super) fn from_mark_base(status: Option<&str>, kind: Kind) -> Option<Criterion> {
     match (kind, status) {
