@@ -165,8 +165,10 @@ mod tests {
             "realizable": true, "sold": false, "isBlocked": false, "errorCode": 0,
             "isOwner": true, "groupIds": [2]
         });
-        for (k, v) in fields.as_object().unwrap() {
-            base[k] = v.clone();
+        if let serde_json::Value::Object(fields) = fields {
+            for (k, v) in fields {
+                base[k] = v;
+            }
         }
         serde_json::from_value(base).unwrap()
     }
