@@ -29,6 +29,7 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
@@ -56,9 +57,10 @@ pub fn api_router() -> OpenApiRouter<AppState> {
 
 /// The whole application: routes, the error fallbacks and the middleware stack.
 pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Router {
-    let (routes, _) = api_router().split_for_parts();
+    let (routes, document) = api_router().split_for_parts();
     routes
         .route("/openapi.yaml", axum::routing::get(openapi::serve_yaml))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
         .fallback(|| async { ApiError::route_not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .with_state(state)

@@ -87,3 +87,22 @@ async fn several_processes_may_migrate_one_database_at_once() {
         stores.text
     );
 }
+
+#[tokio::test]
+async fn interactive_documentation_is_served_from_the_same_document() {
+    let app = TestApp::spawn().await;
+
+    let page = app.send(app.http.get(app.url("/docs/"))).await;
+    let json = app.send(app.http.get(app.url("/openapi.json"))).await;
+
+    assert_eq!(page.status, 200);
+    assert!(
+        page.content_type().starts_with("text/html"),
+        "{}",
+        page.content_type()
+    );
+    assert_eq!(json.status, 200);
+    let generated = imark_api::api_router().split_for_parts().1;
+    assert_eq!(json.json(), serde_json::to_value(generated).unwrap());
+    assert!(json.json()["paths"]["/document"]["post"].is_object());
+}
