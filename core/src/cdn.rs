@@ -15,7 +15,7 @@ use std::fmt;
 use sha2::{Digest as _, Sha256};
 use truemark::client::BaseUrl;
 
-pub use failover::{CheckRun, CheckVerdict, Failover};
+pub use failover::{CheckFailure, CheckRun, CheckVerdict, Failover};
 pub use refresh::{HostHealth, RefreshReport, recover, refresh};
 pub use store::{HostRow, groups_in_use, hosts};
 

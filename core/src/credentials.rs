@@ -328,14 +328,14 @@ fn region(value: Option<&str>) -> Result<String> {
     Ok(value.to_owned())
 }
 
-/// A ЧЗ key to refresh `group` with: the key of a tenant or store configured for that discovery
-/// URL and region, preferring keys not known to have expired.
-pub async fn key_for_group(
+/// The ЧЗ keys that may refresh `group`, best first: keys of active tenants and stores
+/// configured for that discovery URL and region, those not known to have expired first, the
+/// most recently set first. A refresh tries them in turn while ЧЗ refuses them.
+pub async fn keys_for_group(
     db: &DatabaseConnection,
     master: &MasterKeys,
     group: &crate::cdn::CdnGroup,
-) -> Result<Option<SecretString>> {
-    // Only keys of active tenants and stores: a disabled customer's key is not used.
+) -> Result<Vec<SecretString>> {
     let mut rows = credentials::Entity::find()
         .filter(credentials::Column::BaseUrl.eq(group.base_key()))
         .filter(credentials::Column::Region.eq(group.region()))
@@ -354,12 +354,17 @@ pub async fn key_for_group(
             std::cmp::Reverse(r.updated_at),
         )
     });
+    let mut keys: Vec<SecretString> = Vec::new();
     for row in &rows {
-        if let Ok(key) = open(master, row) {
-            return Ok(Some(key));
+        if let Ok(key) = open(master, row)
+            && !keys
+                .iter()
+                .any(|k| k.expose_secret() == key.expose_secret())
+        {
+            keys.push(key);
         }
     }
-    Ok(None)
+    Ok(keys)
 }
 
 fn open(master: &MasterKeys, model: &credentials::Model) -> Result<SecretString> {

@@ -217,8 +217,10 @@ pub async fn process(ctx: &Context<'_>, request: DocumentRequest) -> Result<Proc
         .iter()
         .map(|item| MarkingCode::parse(&item.code))
         .collect();
-    let run = check(ctx, &request, &codes).await?;
+    // Everything that can fail before ЧЗ is asked is loaded first: after the answer, only the
+    // one write is left, and its failure spools the evidence.
     let policies = policy::load(ctx.db, ctx.tenant_id).await?;
+    let run = check(ctx, &request, &codes).await?;
 
     let document_id = Uuid::now_v7();
     let evidence: Vec<ExchangeRow> = run
@@ -248,8 +250,11 @@ pub async fn process(ctx: &Context<'_>, request: DocumentRequest) -> Result<Proc
             replayed: false,
         }),
         Err(WriteError::Duplicate) => {
-            // The same document arrived twice at once; the first one written answers both.
-            evidence::write(ctx.db, &evidence).await.ok();
+            // The same document arrived twice at once; the first one written answers both. This
+            // copy's exchanges are kept too, linked to no document.
+            if let Some(run) = &run {
+                keep_unlinked(ctx, &run.exchanges).await;
+            }
             match stored(ctx, &request.id, &hash).await? {
                 Some(answer) => Ok(Processed {
                     answer,
@@ -274,11 +279,10 @@ pub async fn process(ctx: &Context<'_>, request: DocumentRequest) -> Result<Proc
 }
 
 fn validate(request: &DocumentRequest) -> Result<()> {
-    let id = request.id.trim();
-    if id.is_empty() || id.chars().count() > 128 || id.chars().any(char::is_control) {
+    if !is_document_id(&request.id) {
         return Err(Error::invalid(
             "id",
-            "must be 1 to 128 printable characters",
+            "must be 1 to 128 printable characters, without spaces at either end",
         ));
     }
     let fdn = &request.fiscal_drive_number;
@@ -295,11 +299,14 @@ fn validate(request: &DocumentRequest) -> Result<()> {
         ));
     }
     for (i, item) in request.items.iter().enumerate() {
+        let field = || format!("items[{i}].code");
         if item.code.chars().count() > 2048 {
-            return Err(Error::invalid(
-                format!("items[{i}].code"),
-                "is longer than 2048 characters",
-            ));
+            return Err(Error::invalid(field(), "is longer than 2048 characters"));
+        }
+        // A NUL byte cannot be kept as evidence (Postgres text refuses it), and no scanner
+        // sends one inside a real code.
+        if item.code.contains('\0') {
+            return Err(Error::invalid(field(), "contains a NUL character"));
         }
         if item.quantity == Some(0) {
             return Err(Error::invalid(
@@ -309,6 +316,14 @@ fn validate(request: &DocumentRequest) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `id` can be a POS document id: what `POST /document` accepts.
+fn is_document_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.chars().count() <= 128
+        && id.trim() == id
+        && !id.chars().any(char::is_control)
 }
 
 fn request_hash(request: &DocumentRequest) -> Vec<u8> {
@@ -344,11 +359,12 @@ async fn check(
     request: &DocumentRequest,
     codes: &[Result<MarkingCode, truemark::code::CodeError>],
 ) -> Result<Option<CheckRun>> {
-    let mut full: Vec<String> = codes
-        .iter()
-        .filter_map(|c| c.as_ref().ok().map(|c| c.full().to_owned()))
-        .collect();
-    full.dedup();
+    let mut full: Vec<String> = Vec::new();
+    for code in codes.iter().flatten() {
+        if !full.iter().any(|f| f == code.full()) {
+            full.push(code.full().to_owned());
+        }
+    }
     if full.is_empty() {
         return Ok(None);
     }
@@ -369,25 +385,36 @@ async fn check(
     let key = TrueApiKey::new(secrecy::ExposeSecret::expose_secret(&credentials.api_key))
         .map_err(Error::internal)?;
     let check = CodesCheckRequest::new(full, request.fiscal_drive_number.clone());
-    let run = ctx
+    let run = match ctx
         .failover
         .check(ctx.tenant_id, &group, &key, &check)
-        .await?;
-    if matches!(run.verdict, CheckVerdict::Unauthorized) {
-        let rows: Vec<ExchangeRow> = run
-            .exchanges
-            .iter()
-            .map(|r| ExchangeRow::new(r, ctx.tenant_id, Some(ctx.store_id), None))
-            .collect();
-        if evidence::write(ctx.db, &rows).await.is_err() {
-            evidence::spool(ctx.cache, &rows).await;
+        .await
+    {
+        Ok(run) => run,
+        Err(failure) => {
+            keep_unlinked(ctx, &failure.exchanges).await;
+            return Err(failure.error);
         }
+    };
+    if matches!(run.verdict, CheckVerdict::Unauthorized) {
+        keep_unlinked(ctx, &run.exchanges).await;
         return Err(Error::conflict(
             "truemark_key_rejected",
             "ЧЗ refused the ЧЗ key of this store or tenant; the HQ must renew it (PUT /truemark)",
         ));
     }
     Ok(Some(run))
+}
+
+/// Keeps exchanges that belong to no recorded document: written now, or spooled.
+async fn keep_unlinked(ctx: &Context<'_>, exchanges: &[truemark::client::ExchangeRecord]) {
+    let rows: Vec<ExchangeRow> = exchanges
+        .iter()
+        .map(|r| ExchangeRow::new(r, ctx.tenant_id, Some(ctx.store_id), None))
+        .collect();
+    if evidence::write(ctx.db, &rows).await.is_err() {
+        evidence::spool(ctx.cache, &rows).await;
+    }
 }
 
 enum WriteError {
@@ -414,6 +441,9 @@ struct MarkRow {
     truemark_state: Option<Value>,
     inner_unit_count: Option<i64>,
     sold_units: i64,
+    /// Whether this organisation ever sold the mark: ЧЗ's earlier "sold" then speaks of that
+    /// sale, which a return may have undone.
+    sold_here_ever: bool,
 }
 
 /// Decides every item against the locked marks and writes the whole document in one
@@ -440,7 +470,7 @@ async fn write(
     let mode = run.map_or(Mode::Online, |r| r.mode);
 
     let txn = ctx.db.begin().await?;
-    let mut marks = lock_marks(&txn, ctx.tenant_id, codes).await?;
+    let mut marks = lock_marks(&txn, ctx.tenant_id, ctx.store_id, codes).await?;
 
     // Items are decided and applied in order, each seeing what the ones before it did: the same
     // mark twice on one receipt is sold once, and pours from one keg add up.
@@ -509,6 +539,7 @@ async fn write(
 async fn lock_marks(
     txn: &DatabaseTransaction,
     tenant_id: Uuid,
+    store_id: Uuid,
     codes: &[Result<MarkingCode, truemark::code::CodeError>],
 ) -> Result<BTreeMap<String, MarkRow>, WriteError> {
     let mut cis: Vec<String> = codes
@@ -523,14 +554,15 @@ async fn lock_marks(
     let backend = txn.get_database_backend();
     txn.execute_raw(Statement::from_sql_and_values(
         backend,
-        "INSERT INTO marks (tenant_id, cis, status) \
-         SELECT $1, unnest($2::text[]), 'available' ON CONFLICT DO NOTHING",
-        [tenant_id.into(), cis.clone().into()],
+        "INSERT INTO marks (tenant_id, cis, status, store_id) \
+         SELECT $1, unnest($2::text[]), 'available', $3 ON CONFLICT DO NOTHING",
+        [tenant_id.into(), cis.clone().into(), store_id.into()],
     ))
     .await?;
     let rows = MarkRow::find_by_statement(Statement::from_sql_and_values(
         backend,
-        "SELECT cis, status, truemark_state, inner_unit_count, sold_units FROM marks \
+        "SELECT cis, status, truemark_state, inner_unit_count, sold_units, \
+             sold_at IS NOT NULL AS sold_here_ever FROM marks \
          WHERE tenant_id = $1 AND cis = ANY($2::text[]) ORDER BY cis FOR UPDATE",
         [tenant_id.into(), cis.into()],
     ))
@@ -579,11 +611,17 @@ fn decide_item(
     };
     let mark = marks.get(code.cis().as_str());
     let checked = answer.and_then(|a| find_code(&a.codes, code));
+    let earlier = mark
+        .and_then(|m| m.truemark_state.clone())
+        .and_then(|v| serde_json::from_value::<CodeStatus>(v).ok());
     let mut criteria = Vec::new();
     let mut offline = false;
     match (run.map(|r| &r.verdict), checked) {
         (Some(CheckVerdict::Answered(_)), Some(state)) => {
             criteria.extend(decide::from_truemark(state.status(), kind, item.price, now));
+            if decide::unreadable(state.malformed_fields()) {
+                criteria.push(Criterion::TruemarkRefused);
+            }
         }
         (Some(CheckVerdict::Answered(_) | CheckVerdict::Refused(_)), _) => {
             criteria.push(Criterion::TruemarkRefused);
@@ -591,11 +629,9 @@ fn decide_item(
         _ => {
             offline = true;
             criteria.push(Criterion::CheckUnavailable);
-            let earlier = mark
-                .and_then(|m| m.truemark_state.clone())
-                .and_then(|v| serde_json::from_value::<CodeStatus>(v).ok());
-            if let Some(earlier) = earlier {
-                criteria.extend(decide::from_earlier_state(&earlier, kind));
+            if let Some(earlier) = &earlier {
+                let sold_elsewhere = !mark.is_some_and(|m| m.sold_here_ever);
+                criteria.extend(decide::from_earlier_state(earlier, kind, sold_elsewhere));
             }
         }
     }
@@ -618,8 +654,11 @@ fn decide_item(
         )),
     }
 
+    // The product group comes from this answer, or from one seen before when ЧЗ is silent.
     let group = checked
-        .and_then(|c| c.status().group_ids.as_ref())
+        .map(|c| c.status())
+        .or(earlier.as_ref())
+        .and_then(|state| state.group_ids.as_ref())
         .and_then(|g| g.first())
         .and_then(|g| i32::try_from(*g).ok());
     let rules = policies.rules(store_id, group);
@@ -649,7 +688,11 @@ fn decide_item(
         mark_status_after: mark.map(|m| m.status.clone()),
         units_left: inner.map(|inner| inner - mark.map_or(0, |m| m.sold_units)),
         offline,
-        truemark_response: checked.map(|c| c.raw().clone()),
+        truemark_response: checked.map(|c| {
+            let mut raw = c.raw().clone();
+            scrub_nul(&mut raw);
+            raw
+        }),
     };
     (answer, inner)
 }
@@ -743,7 +786,7 @@ async fn apply(
             "UPDATE marks SET status = $3, sold_units = $4, inner_unit_count = $5, \
                  store_id = $6, document_id = $7, \
                  sold_at = CASE WHEN $3 = 'sold' OR $4 > 0 THEN now() ELSE sold_at END, \
-                 updated_at = now() \
+                 updated_at = clock_timestamp() \
              WHERE tenant_id = $1 AND cis = $2",
             [
                 ctx.tenant_id.into(),
@@ -800,7 +843,20 @@ fn tag(
 }
 
 fn raw_answer(answer: &truemark::wire::CodesCheckAnswer) -> Value {
-    serde_json::to_value(answer).unwrap_or(Value::Null)
+    let mut value = serde_json::to_value(answer).unwrap_or(Value::Null);
+    scrub_nul(&mut value);
+    value
+}
+
+/// Replaces NUL characters in every string of `value` with U+FFFD: Postgres cannot store them,
+/// and an answer that cannot be stored could not be kept as evidence.
+fn scrub_nul(value: &mut Value) {
+    match value {
+        Value::String(text) if text.contains('\0') => *text = text.replace('\0', "\u{fffd}"),
+        Value::Array(items) => items.iter_mut().for_each(scrub_nul),
+        Value::Object(fields) => fields.values_mut().for_each(scrub_nul),
+        _ => {}
+    }
 }
 
 async fn insert_document(
@@ -872,6 +928,9 @@ async fn insert_item(
 /// Voids a sale whose receipt failed to print: its sold marks become available again. Voiding
 /// twice changes nothing more.
 pub async fn void(ctx: &Context<'_>, pos_id: &str) -> Result<DocumentAnswer> {
+    if !is_document_id(pos_id) {
+        return Err(Error::NotFound("document"));
+    }
     let txn = ctx.db.begin().await?;
     let backend = txn.get_database_backend();
     let row = documents::Entity::find()
@@ -921,6 +980,9 @@ pub async fn void(ctx: &Context<'_>, pos_id: &str) -> Result<DocumentAnswer> {
 
 /// The stored answer of a document of the store, by the POS's id.
 pub async fn find(ctx: &Context<'_>, pos_id: &str) -> Result<DocumentAnswer> {
+    if !is_document_id(pos_id) {
+        return Err(Error::NotFound("document"));
+    }
     let row = documents::Entity::find()
         .filter(documents::Column::TenantId.eq(ctx.tenant_id))
         .filter(documents::Column::StoreId.eq(ctx.store_id))

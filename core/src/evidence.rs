@@ -12,6 +12,8 @@ use crate::cache::Cache;
 use crate::error::Result;
 
 const SPOOL: &str = "evidence:spool";
+/// Spooled rows that Postgres refused for good, kept for a person to look at.
+const DEAD: &str = "evidence:refused";
 
 /// One exchange as stored, with whom it concerns.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -131,7 +133,20 @@ pub async fn drain<C: ConnectionTrait>(db: &C, cache: &Cache, max: usize) -> Res
             .map_err(|e| crate::Error::Unavailable(e.into()))?;
         let Some(text) = head else { break };
         match serde_json::from_str::<ExchangeRow>(&text) {
-            Ok(row) => write(db, std::slice::from_ref(&row)).await?,
+            Ok(row) => match write(db, std::slice::from_ref(&row)).await {
+                Ok(()) => {}
+                Err(crate::Error::Internal(e)) => {
+                    // Postgres refuses this row for good (not for want of a connection): it
+                    // moves aside, so the rows behind it are not held up forever.
+                    tracing::error!(error.message = %e, evidence = %text, "evidence set aside");
+                    let _: () = cache
+                        .connection()
+                        .rpush(cache.key(DEAD), &text)
+                        .await
+                        .map_err(|e| crate::Error::Unavailable(e.into()))?;
+                }
+                Err(other) => return Err(other),
+            },
             Err(e) => {
                 tracing::error!(error.message = %e, evidence = %text, "unreadable spooled evidence");
             }

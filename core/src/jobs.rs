@@ -507,7 +507,8 @@ impl JobRunner {
         } else {
             0
         };
-        let Some(secret) = credentials::key_for_group(&self.db, &self.master, group).await? else {
+        let keys = credentials::keys_for_group(&self.db, &self.master, group).await?;
+        if keys.is_empty() {
             if !cdn::groups_in_use(&self.db).await?.contains(group) {
                 return Ok(Verdict::skipped(
                     "no tenant uses this group any more".to_owned(),
@@ -517,30 +518,40 @@ impl JobRunner {
                 "no ЧЗ key of this group can be opened".to_owned(),
                 false,
             ));
-        };
-        let Ok(key) = TrueApiKey::new(secret.expose_secret()) else {
-            return Ok(Verdict::failed(
-                "the group's ЧЗ key is malformed".to_owned(),
-                false,
-            ));
-        };
+        }
 
         let fallback = &self.settings.fallback_hosts;
         let (db, cache, client) = (&self.db, &self.cache, &self.client);
-        Ok(match job {
-            Job::Discover => {
-                let report = cdn::refresh(db, cache, client, group, &key, true, fallback).await?;
-                Verdict::discovered(&report)
+        // One tenant's refused key must not stop the group's refresh: the next key is tried.
+        for secret in &keys {
+            let Ok(key) = TrueApiKey::new(secret.expose_secret()) else {
+                continue;
+            };
+            let verdict = match job {
+                Job::Discover => {
+                    let report =
+                        cdn::refresh(db, cache, client, group, &key, true, fallback).await?;
+                    (!report.key_rejected).then(|| Verdict::discovered(&report))
+                }
+                Job::Rank => {
+                    let report =
+                        cdn::refresh(db, cache, client, group, &key, false, fallback).await?;
+                    (!report.key_rejected).then(|| Verdict::ranked(&report))
+                }
+                Job::Recover => {
+                    let (report, back) =
+                        cdn::recover(db, cache, client, group, &key, fallback).await?;
+                    (!report.key_rejected).then(|| Verdict::recovered(&report, waiting, back.len()))
+                }
+            };
+            if let Some(verdict) = verdict {
+                return Ok(verdict);
             }
-            Job::Rank => {
-                let report = cdn::refresh(db, cache, client, group, &key, false, fallback).await?;
-                Verdict::ranked(&report)
-            }
-            Job::Recover => {
-                let (report, back) = cdn::recover(db, cache, client, group, &key, fallback).await?;
-                Verdict::recovered(&report, waiting, back.len())
-            }
-        })
+        }
+        Ok(Verdict::failed(
+            format!("ЧЗ refused every key of this group ({} tried)", keys.len()),
+            false,
+        ))
     }
 }
 

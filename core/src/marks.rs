@@ -198,6 +198,7 @@ pub async fn set_status(
         )
         .filter(marks::Column::TenantId.eq(actor.tenant_id))
         .filter(marks::Column::Cis.eq(cis.as_str()))
+        .filter(store_filter(actor))
         .exec(db)
         .await?;
     get(db, actor, cis.as_str()).await
@@ -212,6 +213,7 @@ pub async fn remove(db: &DatabaseConnection, actor: Actor, cis: &str) -> Result<
     marks::Entity::delete_many()
         .filter(marks::Column::TenantId.eq(actor.tenant_id))
         .filter(marks::Column::Cis.eq(cis.as_str()))
+        .filter(store_filter(actor))
         .exec(db)
         .await?;
     Ok(())
@@ -301,6 +303,14 @@ pub async fn changes(
             }
         })
         .collect())
+}
+
+/// A store changes only the marks it changed last; the tenant's HQ changes any.
+fn store_filter(actor: Actor) -> sea_orm::Condition {
+    match actor.store_id {
+        Some(store) => sea_orm::Condition::all().add(marks::Column::StoreId.eq(store)),
+        None => sea_orm::Condition::all(),
+    }
 }
 
 fn parse_cis(raw: &str) -> Result<Cis> {

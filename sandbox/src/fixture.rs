@@ -357,9 +357,15 @@ impl CodeScript {
     fn check_field_types(&self) -> Result<(), ScriptError> {
         let mut object = serde_json::Map::new();
         self.apply_fields(&mut object, Utc::now());
-        CheckedCode::from_raw(Value::Object(object))
-            .map(drop)
-            .map_err(|error| ScriptError(format!("a field has the wrong type: {error}")))
+        let code = CheckedCode::from_raw(Value::Object(object))
+            .map_err(|error| ScriptError(format!("a field has the wrong type: {error}")))?;
+        match code.malformed_fields() {
+            [] => Ok(()),
+            fields => Err(ScriptError(format!(
+                "a field has the wrong type: {}",
+                fields.join(", ")
+            ))),
+        }
     }
 
     /// Writes the script's fields into a per-code object, resolving relative days against

@@ -611,3 +611,101 @@ async fn concurrent_failures_flip_the_mode_exactly_once() {
     assert!(runs.iter().all(|r| r.mode == Mode::NoCheck));
     assert_eq!(transitions.len(), 1);
 }
+
+#[tokio::test]
+async fn hosts_blocked_by_one_tenant_are_tried_again_for_another_once_they_prove_healthy() {
+    let w = world(3).await;
+    w.refresh().await;
+    w.sandbox
+        .control()
+        .set_fault(
+            FaultTarget::every_host().only(Endpoint::CodesCheck),
+            &Fault::HttpStatus {
+                status: 504,
+                retry_after_secs: None,
+            },
+        )
+        .unwrap();
+    let failed = w.check().await;
+    w.sandbox
+        .control()
+        .clear_fault(FaultTarget::every_host())
+        .unwrap();
+    let (other, _) = w.app.create_tenant("Другая сеть").await;
+
+    let request = CodesCheckRequest::new(vec![CODE.to_owned()], "7281440500012345");
+    let run = w
+        .failover
+        .check(other, &w.group, &w.key, &request)
+        .await
+        .unwrap();
+
+    assert!(matches!(failed.verdict, CheckVerdict::NoAnswer));
+    assert!(answered(&run), "{:?}", run.verdict);
+    assert_eq!(run.mode, Mode::Online);
+    assert!(
+        run.exchanges
+            .iter()
+            .any(|e| e.endpoint == Endpoint::CdnInfo)
+    );
+}
+
+#[tokio::test]
+async fn an_answer_in_no_check_mode_lifts_the_block_of_the_host_that_gave_it() {
+    let w = world(1).await;
+    w.refresh().await;
+    w.sandbox
+        .control()
+        .set_fault(
+            FaultTarget::every_host(),
+            &Fault::HttpStatus {
+                status: 503,
+                retry_after_secs: None,
+            },
+        )
+        .unwrap();
+    w.sandbox
+        .control()
+        .set_fault(
+            FaultTarget::discovery(),
+            &Fault::HttpStatus {
+                status: 503,
+                retry_after_secs: None,
+            },
+        )
+        .unwrap();
+    w.check().await;
+    w.sandbox
+        .control()
+        .clear_fault(FaultTarget::every_host())
+        .unwrap();
+
+    let back = w.check().await;
+    let after = w.check().await;
+
+    assert_eq!(back.mode, Mode::Online);
+    assert!(answered(&back));
+    assert!(answered(&after), "{:?}", after.verdict);
+    assert_eq!(
+        after.exchanges.len(),
+        1,
+        "the host answers straight away, unblocked"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_key_leaves_the_ranking_as_it_was() {
+    let mut w = world(3).await;
+    let before = w.refresh().await.ranking;
+    w.key = TrueApiKey::new("another-tenants-wrong-key").unwrap();
+
+    let report = w.refresh().await;
+    let rows = cdn::hosts(&w.app.db, &w.group).await.unwrap();
+
+    assert!(report.key_rejected);
+    assert_eq!(
+        rows.iter().filter(|r| r.rank.is_some()).count(),
+        before.len()
+    );
+    assert_eq!(rows.iter().filter(|r| r.is_current).count(), 1);
+}

@@ -732,3 +732,92 @@ async fn the_same_mark_twice_on_one_receipt_is_sold_once() {
         "sold_here_before"
     );
 }
+
+#[tokio::test]
+async fn one_odd_field_in_the_answer_costs_only_that_field() {
+    let pos = pos().await;
+    let code = "04601653035829H;dV)bFABVUdGVz";
+    let body = json!({
+        "code": 0, "description": "ok", "reqId": "0f0e3c7a-1b2c-4d5e-8f90-a1b2c3d4e5f6",
+        "reqTimestamp": 1773524146442_i64,
+        "codes": [{"cis": code, "found": true, "valid": true, "verified": true, "utilised": true,
+                   "realizable": true, "sold": false, "isBlocked": false, "errorCode": 0,
+                   "groupIds": [3], "mrp": "9900", "producerInn": 7731376812_i64}]
+    });
+    pos.sandbox
+        .control()
+        .set_fault(
+            FaultTarget::every_host().only(Endpoint::CodesCheck),
+            &Fault::MalformedBody {
+                body: Some(body.to_string()),
+            },
+        )
+        .unwrap();
+
+    let answer = pos.sale("d1", code).await;
+
+    assert_eq!(answer["mode"], "online");
+    assert_eq!(
+        answer["tag1260"]["1265"],
+        "UUID=0f0e3c7a-1b2c-4d5e-8f90-a1b2c3d4e5f6&Time=1773524146442"
+    );
+    assert_eq!(answer["verdict"], "warn", "{answer}");
+    assert_eq!(
+        answer["items"][0]["reasons"][0]["criterion"],
+        "truemark_refused"
+    );
+    assert_eq!(
+        answer["items"][0]["truemark_response"]["mrp"], "9900",
+        "kept as sent"
+    );
+}
+
+#[tokio::test]
+async fn a_returned_mark_may_be_sold_again_while_truemark_is_down() {
+    let pos = pos().await;
+    let code = "04601653035829H;vE)bFABBUdGVz";
+    let control = pos.sandbox.control();
+    control.set_code_state(code, "groupIds=[3]").unwrap();
+    pos.sale("s1", code).await;
+    control
+        .set_code_state(code, "groupIds=[3] sold=true realizable=false")
+        .unwrap();
+    let returned = pos
+        .send("r1", "return", json!([{"code": code}]))
+        .await
+        .json();
+    let emergency = Fault::HttpStatus {
+        status: 203,
+        retry_after_secs: None,
+    };
+    control
+        .set_fault(FaultTarget::every_host(), &emergency)
+        .unwrap();
+
+    let resale = pos.sale("s2", code).await;
+
+    assert_eq!(returned["items"][0]["mark_status_after"], "available");
+    assert_eq!(resale["mode"], "no_check");
+    assert_eq!(resale["verdict"], "allow", "{resale}");
+}
+
+#[tokio::test]
+async fn a_nul_in_a_code_or_a_document_id_is_refused_not_stored() {
+    let pos = pos().await;
+
+    let nul_code = pos
+        .send(
+            "d1",
+            "sale",
+            json!([{"code": "0104670540176099215LnOjv\u{0}93dGVz"}]),
+        )
+        .await;
+    let read = pos.app.get("/document/%00", &pos.store).await;
+    let void = pos.app.delete("/document/%00", &pos.store).await;
+    let padded = pos.send(" d2 ", "sale", json!([{"code": "x"}])).await;
+
+    assert_eq!(nul_code.status, 422, "{}", nul_code.text);
+    assert_eq!(read.status, 404);
+    assert_eq!(void.status, 404);
+    assert_eq!(padded.status, 422);
+}

@@ -244,7 +244,7 @@ async fn broken_marks_are_refused_precisely() {
 }
 
 #[tokio::test]
-async fn the_offline_package_is_incremental() {
+async fn the_offline_package_is_incremental_and_repeats_only_recent_states() {
     let c = chain().await;
     c.app
         .post("/create_stamp", &c.hq, &json!({"codes": [PACK, SHOE]}))
@@ -257,13 +257,17 @@ async fn the_offline_package_is_incremental() {
         )
         .await;
 
-    let full = c.app.get("/codes/offline", &c.store).await.json();
-    let cursor = full["next_cursor"].as_str().unwrap().to_owned();
-    let nothing_new = c
+    let first_page = c.app.get("/codes/offline?limit=1", &c.store).await.json();
+    let page_cursor = first_page["next_cursor"].as_str().unwrap().to_owned();
+    let second_page = c
         .app
-        .get(&format!("/codes/offline?cursor={cursor}"), &c.store)
+        .get(
+            &format!("/codes/offline?limit=1&cursor={page_cursor}"),
+            &c.store,
+        )
         .await
         .json();
+    let cursor = second_page["next_cursor"].as_str().unwrap().to_owned();
     c.app
         .put(
             "/unique_product_stamp",
@@ -277,20 +281,39 @@ async fn the_offline_package_is_incremental() {
         .await
         .json();
     let by_hq = c.app.get("/codes/offline", &c.hq).await;
+    let forged = c.app.get("/codes/offline?cursor=eHl6", &c.store).await;
 
-    assert_eq!(full["mode"], "online");
-    assert!(full["generated_at"].is_string());
-    let states: Vec<(&str, &str)> = full["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| (c["cis"].as_str().unwrap(), c["state"].as_str().unwrap()))
-        .collect();
-    assert!(states.contains(&(PACK_CIS, "sold")), "{states:?}");
-    assert!(states.contains(&(SHOE_CIS, "clear")), "{states:?}");
-    assert_eq!(nothing_new["changes"], json!([]));
-    assert_eq!(nothing_new["next_cursor"], Value::String(cursor));
-    assert_eq!(delta["changes"].as_array().unwrap().len(), 1);
-    assert_eq!(delta["changes"][0]["state"], "clear");
+    let states = |page: &Value| -> Vec<(String, String)> {
+        page["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["cis"].as_str().unwrap().to_owned(),
+                    c["state"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(first_page["mode"], "online");
+    assert!(first_page["generated_at"].is_string());
+    assert_eq!(first_page["has_more"], true);
+    assert_eq!(second_page["has_more"], false);
+    let mut all = states(&first_page);
+    all.extend(states(&second_page));
+    assert!(
+        all.contains(&(SHOE_CIS.to_owned(), "clear".to_owned())),
+        "{all:?}"
+    );
+    assert!(
+        all.contains(&(PACK_CIS.to_owned(), "sold".to_owned())),
+        "{all:?}"
+    );
+    // After catching up, the next poll brings the new state (and may repeat recent ones).
+    let last = states(&delta);
+    let pack_now: Vec<&(String, String)> = last.iter().filter(|(cis, _)| cis == PACK_CIS).collect();
+    assert_eq!(pack_now.last().unwrap().1, "clear", "{last:?}");
     assert_eq!(by_hq.status, 403);
+    assert_eq!(forged.status, 400);
 }

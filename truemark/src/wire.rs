@@ -169,16 +169,50 @@ pub struct CodesCheckAnswer {
 pub struct CheckedCode {
     raw: Value,
     status: CodeStatus,
+    /// Known fields whose value had the wrong type: absent from the typed view.
+    malformed: Vec<String>,
 }
 
 impl CheckedCode {
-    /// Reads one per-code object.
+    /// Reads one per-code object. A known field of the wrong type reads as absent and is named
+    /// in [`Self::malformed_fields`], so that one odd field never costs the whole answer.
     ///
     /// # Errors
-    /// When `raw` is not an object, or one of its known fields has the wrong type.
+    /// When `raw` is not a JSON object.
     pub fn from_raw(raw: Value) -> Result<Self, serde_json::Error> {
-        let status = CodeStatus::deserialize(&raw)?;
-        Ok(Self { raw, status })
+        if let Ok(status) = CodeStatus::deserialize(&raw) {
+            return Ok(Self {
+                raw,
+                status,
+                malformed: Vec::new(),
+            });
+        }
+        let Value::Object(fields) = &raw else {
+            return Err(serde::de::Error::custom(
+                "a checked code must be a JSON object",
+            ));
+        };
+        let mut readable = serde_json::Map::new();
+        let mut malformed = Vec::new();
+        for (name, value) in fields {
+            let single = Value::Object(serde_json::Map::from_iter([(name.clone(), value.clone())]));
+            if CodeStatus::deserialize(&single).is_ok() {
+                readable.insert(name.clone(), value.clone());
+            } else {
+                malformed.push(name.clone());
+            }
+        }
+        let status = CodeStatus::deserialize(&Value::Object(readable))?;
+        Ok(Self {
+            raw,
+            status,
+            malformed,
+        })
+    }
+
+    /// The known fields that had the wrong type and read as absent.
+    pub fn malformed_fields(&self) -> &[String] {
+        &self.malformed
     }
 
     /// The object as ЧЗ sent it.
@@ -202,7 +236,11 @@ impl TryFrom<CodeStatus> for CheckedCode {
 
     fn try_from(status: CodeStatus) -> Result<Self, Self::Error> {
         let raw = serde_json::to_value(&status)?;
-        Ok(Self { raw, status })
+        Ok(Self {
+            raw,
+            status,
+            malformed: Vec::new(),
+        })
     }
 }
 
@@ -409,31 +447,40 @@ mod tests {
     }
 
     #[test]
-    fn a_field_of_the_wrong_type_is_refused_not_guessed() {
-        let refused = [
-            json!({"found": "yes"}),
-            json!({"mrp": 100.5}),
-            json!({"groupIds": 3}),
-            json!({"groupIds": [-3]}),
-            json!({"errorCode": "10"}),
-            json!("a string where an object belongs"),
+    fn a_field_of_the_wrong_type_reads_as_absent_and_is_named() {
+        let cases = [
+            (json!({"cis": "x", "found": "yes", "valid": true}), "found"),
+            (json!({"cis": "x", "mrp": 100.5}), "mrp"),
+            (json!({"cis": "x", "groupIds": 3}), "groupIds"),
+            (json!({"cis": "x", "groupIds": [-3]}), "groupIds"),
+            (json!({"cis": "x", "errorCode": "10"}), "errorCode"),
         ];
 
-        for raw in refused {
-            assert!(
-                CheckedCode::from_raw(raw.clone()).is_err(),
-                "{raw} was accepted"
-            );
+        for (raw, field) in cases {
+            let code = CheckedCode::from_raw(raw.clone()).unwrap();
+            assert_eq!(code.malformed_fields(), [field.to_owned()], "{raw}");
+            assert_eq!(code.status().cis.as_deref(), Some("x"));
+            assert_eq!(code.raw(), &raw, "the raw object is kept as sent");
         }
+        let kept = CheckedCode::from_raw(json!({"found": "yes", "valid": false})).unwrap();
+        assert_eq!(kept.status().valid, Some(false));
+        assert_eq!(kept.status().found, None);
     }
 
     #[test]
-    fn a_wrongly_typed_code_fails_the_whole_answer() {
+    fn a_code_that_is_not_an_object_is_refused() {
+        assert!(CheckedCode::from_raw(json!("a string where an object belongs")).is_err());
+        assert!(CheckedCode::from_raw(json!([1, 2])).is_err());
+    }
+
+    #[test]
+    fn a_wrongly_typed_field_does_not_cost_the_whole_answer() {
         let body = r#"{"code":0,"codes":[{"cis":"x","found":"maybe"}],"reqTimestamp":1}"#;
 
-        let error = serde_json::from_str::<CodesCheckAnswer>(body).unwrap_err();
+        let answer = serde_json::from_str::<CodesCheckAnswer>(body).unwrap();
 
-        assert!(error.to_string().contains("expected a boolean"), "{error}");
+        assert_eq!(answer.codes[0].malformed_fields(), ["found".to_owned()]);
+        assert_eq!(answer.req_timestamp, Some(1));
     }
 
     #[test]

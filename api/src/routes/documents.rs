@@ -59,7 +59,10 @@ pub struct PostItem {
     /// The selling price of the item in kopecks, for the price rules of tobacco and НСП.
     #[serde(default)]
     pub price: Option<u64>,
+    /// Units sold from a pack sold by the unit (a pour from a keg, in the pack's own units);
+    /// 1 when absent.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub quantity: Option<u32>,
 }
 

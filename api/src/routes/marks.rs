@@ -70,7 +70,7 @@ pub struct UpdateStamp {
 #[into_params(parameter_in = Query)]
 pub struct StampQuery {
     pub status: Option<MarkStatus>,
-    /// Only marks last changed by this store (HQ admin, auditor).
+    /// Only marks last changed by this store.
     pub store_id: Option<Uuid>,
     /// At most this many marks, 1 to 500; 100 by default.
     pub limit: Option<u64>,
@@ -101,7 +101,8 @@ pub struct OfflinePackage {
     /// The store's check mode now.
     pub mode: Mode,
     pub generated_at: DateTime<Utc>,
-    /// Marks to add to or drop from the POS's sold and blocked lists, oldest change first.
+    /// Marks to add to or drop from the POS's sold and blocked lists, oldest change first. Each
+    /// is the mark's state now: apply them in order; one may come again in a later poll.
     pub changes: Vec<OfflineChange>,
     /// Pass it as `cursor` next time; it is returned even on the last page, to poll with.
     pub next_cursor: Option<String>,
@@ -186,7 +187,8 @@ async fn update_stamp(
     Ok(Json(mark))
 }
 
-/// Lists marks by КИ (HQ admin, auditor; a store sees the marks it last changed).
+/// Lists the tenant's marks by КИ (HQ admin, store, auditor; an auditor limited to some
+/// stores sees the marks those stores changed last).
 #[utoipa::path(get, path = "/unique_product_stamp", tag = "marks", security(("bearer" = [])),
     params(StampQuery),
     responses(
@@ -274,13 +276,22 @@ async fn offline_package(
     caller.require(&[Role::Store])?;
     let tenant_id = caller.tenant()?;
     let limit = page_limit(query.limit)?;
-    let after = query.cursor.as_deref().map(decode_position).transpose()?;
+    let after = match query.cursor.as_deref().map(decode_position).transpose()? {
+        // A poll after catching up reads the last moments again: a sale committed late, with
+        // an earlier time than one already sent, is not skipped. Changes are states, so a
+        // repeated one does no harm.
+        Some(position) if position.caught_up => {
+            Some((position.at - CAUGHT_UP_OVERLAP, String::new()))
+        }
+        Some(position) => Some((position.at, position.cis)),
+        None => None,
+    };
     let generated_at = Utc::now();
-    let changes = marks::changes(&state.db, tenant_id, after.clone(), limit + 1).await?;
+    let changes = marks::changes(&state.db, tenant_id, after, limit + 1).await?;
     let has_more = changes.len() as u64 > limit;
     let changes: Vec<OfflineChange> = changes.into_iter().take(limit as usize).collect();
     let next_cursor = match changes.last() {
-        Some(last) => Some(encode_position(last.changed_at, &last.cis)),
+        Some(last) => Some(encode_position(last.changed_at, &last.cis, !has_more)),
         None => query.cursor.clone(),
     };
     let mode = store_mode(&state, &caller).await?;
@@ -316,20 +327,42 @@ fn actor(caller: &Principal) -> Result<Actor, ApiError> {
     })
 }
 
-fn encode_position(at: DateTime<Utc>, cis: &str) -> String {
+/// How far back a caught-up poll of the offline package reads again.
+const CAUGHT_UP_OVERLAP: chrono::Duration = chrono::Duration::seconds(10);
+
+/// A place in the offline package's changes.
+struct Position {
+    at: DateTime<Utc>,
+    cis: String,
+    /// The page ended the changes there were: the next poll reads the last moments again.
+    caught_up: bool,
+}
+
+fn encode_position(at: DateTime<Utc>, cis: &str, caught_up: bool) -> String {
+    let flag = if caught_up { "c" } else { "p" };
     encode_cursor(&format!(
-        "{}|{cis}",
+        "{flag}|{}|{cis}",
         at.to_rfc3339_opts(SecondsFormat::Micros, true)
     ))
 }
 
-fn decode_position(cursor: &str) -> Result<(DateTime<Utc>, String), ApiError> {
+fn decode_position(cursor: &str) -> Result<Position, ApiError> {
+    let invalid = || ApiError::bad_request("invalid_parameter", "cursor is not valid");
     let text = decode_cursor(cursor)?;
-    text.split_once('|')
-        .and_then(|(at, cis)| {
-            DateTime::parse_from_rfc3339(at)
-                .ok()
-                .map(|at| (at.with_timezone(&Utc), cis.to_owned()))
-        })
-        .ok_or_else(|| ApiError::bad_request("invalid_parameter", "cursor is not valid"))
+    let mut parts = text.splitn(3, '|');
+    let caught_up = match parts.next() {
+        Some("c") => true,
+        Some("p") => false,
+        _ => return Err(invalid()),
+    };
+    let at = parts
+        .next()
+        .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+        .ok_or_else(invalid)?;
+    let cis = parts.next().ok_or_else(invalid)?;
+    Ok(Position {
+        at: at.with_timezone(&Utc),
+        cis: cis.to_owned(),
+        caught_up,
+    })
 }

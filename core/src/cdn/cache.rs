@@ -86,3 +86,20 @@ pub(super) async fn unblock(
         .query_async(&mut cache.connection())
         .await
 }
+
+/// Claims the right to refresh `group` for `gap`; `false` when a replica claimed it already.
+pub(super) async fn claim_refresh(
+    cache: &Cache,
+    group: &CdnGroup,
+    gap: Duration,
+) -> redis::RedisResult<bool> {
+    let claimed: Option<String> = redis::cmd("SET")
+        .arg(cache.key(&format!("cdn:{}:refreshing", group.digest())))
+        .arg("1")
+        .arg("NX")
+        .arg("PX")
+        .arg(u64::try_from(gap.as_millis()).unwrap_or(u64::MAX))
+        .query_async(&mut cache.connection())
+        .await?;
+    Ok(claimed.is_some())
+}

@@ -9,7 +9,8 @@ use chrono::Utc;
 use sea_orm::DatabaseConnection;
 use tokio::time::Instant;
 use truemark::client::{
-    CdnHost, Exchange, ExchangeRecord, Outcome, Refusal, TrueApiClient, TrueApiKey, TrueApiTimeouts,
+    CdnHost, Exchange, ExchangeRecord, Outcome, OutcomeKind, Refusal, TrueApiClient, TrueApiKey,
+    TrueApiTimeouts,
 };
 use truemark::wire::{CodesCheckAnswer, CodesCheckRequest};
 use uuid::Uuid;
@@ -45,6 +46,14 @@ pub struct CheckRun {
     /// The host that gave the verdict, if any did.
     pub host: Option<CdnHost>,
     /// Every exchange, in order: attempts, retries, rediscovery. Evidence, all of it.
+    pub exchanges: Vec<ExchangeRecord>,
+}
+
+/// A check that failed on iMark's side (the database), with the exchanges made before it: the
+/// caller keeps them as evidence.
+#[derive(Debug)]
+pub struct CheckFailure {
+    pub error: Error,
     pub exchanges: Vec<ExchangeRecord>,
 }
 
@@ -99,18 +108,25 @@ impl Failover {
         group: &CdnGroup,
         key: &TrueApiKey,
         request: &CodesCheckRequest,
-    ) -> Result<CheckRun> {
+    ) -> Result<CheckRun, CheckFailure> {
         let deadline = Instant::now() + self.settings.document_budget;
-        match modes::current(&self.db, tenant_id, group).await? {
-            Mode::NoCheck => {
-                self.check_without_mode(tenant_id, group, key, request)
+        let mut run = Attempts::default();
+        let checked = match modes::current(&self.db, tenant_id, group).await {
+            Ok(Mode::NoCheck) => {
+                self.check_without_mode(tenant_id, group, key, request, &mut run)
                     .await
             }
-            Mode::Online => {
-                self.check_online(tenant_id, group, key, request, deadline)
+            Ok(Mode::Online) => {
+                self.check_online(tenant_id, group, key, request, deadline, &mut run)
                     .await
             }
-        }
+            Err(error) => Err(error),
+        };
+        // Whatever failed after ЧЗ was asked, the exchanges go back to the caller as evidence.
+        checked.map_err(|error| CheckFailure {
+            error,
+            exchanges: std::mem::take(&mut run.exchanges),
+        })
     }
 
     async fn check_online(
@@ -120,14 +136,20 @@ impl Failover {
         key: &TrueApiKey,
         request: &CodesCheckRequest,
         deadline: Instant,
+        run: &mut Attempts,
     ) -> Result<CheckRun> {
-        let mut run = Attempts::default();
         let mut rediscovered = false;
         loop {
             let candidates = self.candidates(group, &run.tried).await?;
             if candidates.is_empty() {
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                if rediscovered || remaining < self.settings.check_timeout * 2 {
+                if rediscovered {
+                    break;
+                }
+                if remaining < self.settings.check_timeout * 2 {
+                    // No time to rediscover within this document: do it beside it, so that
+                    // the next document finds the new hosts.
+                    self.refresh_in_background(group, key);
                     break;
                 }
                 rediscovered = true;
@@ -142,6 +164,15 @@ impl Failover {
                 )
                 .await?;
                 run.exchanges.extend(report.exchanges);
+                // A host that just passed its health check is tried again, block or not:
+                // otherwise a group whose hosts were all blocked stays unchecked for the whole
+                // block time while ЧЗ answers. Hosts tried in this document stay skipped.
+                let fresh: Vec<CdnHost> = report
+                    .ranking
+                    .into_iter()
+                    .filter(|h| !run.tried.contains(h))
+                    .collect();
+                self.unblock(group, &fresh).await;
                 continue;
             }
             for host in candidates {
@@ -150,11 +181,8 @@ impl Failover {
                     break;
                 }
                 let limit = remaining.min(self.settings.check_timeout);
-                let outcome = self.attempt(&host, key, request, limit, &mut run).await;
-                if let Some(done) = self
-                    .settle(tenant_id, group, &host, outcome, &mut run)
-                    .await?
-                {
+                let outcome = self.attempt(&host, key, request, limit, run).await;
+                if let Some(done) = self.settle(tenant_id, group, &host, outcome, run).await? {
                     return Ok(done);
                 }
             }
@@ -278,8 +306,8 @@ impl Failover {
         group: &CdnGroup,
         key: &TrueApiKey,
         request: &CodesCheckRequest,
+        run: &mut Attempts,
     ) -> Result<CheckRun> {
-        let mut run = Attempts::default();
         let mut hosts = self.candidates(group, &HashSet::new()).await?;
         if hosts.is_empty() {
             hosts = self.ranking(group).await?;
@@ -295,22 +323,30 @@ impl Failover {
             .check_codes_within(&host, key, request, self.settings.no_check_timeout)
             .await;
         run.exchanges.push(record);
-        let verdict = match outcome {
-            Outcome::Answered(answer) => {
-                modes::switch(
-                    &self.db,
-                    tenant_id,
-                    group,
-                    Mode::Online,
-                    Reason::Recovered,
-                    &run.exchanges,
-                )
-                .await?;
-                self.remember_current(group, &host).await;
-                return Ok(run.finish_at(CheckVerdict::Answered(answer), Mode::Online, &host));
-            }
-            Outcome::Unauthorized => CheckVerdict::Unauthorized,
-            Outcome::Emergency { .. } => CheckVerdict::Emergency,
+        // Any answer, a refusal to decide included, shows ЧЗ is reachable again.
+        let kind = outcome.kind();
+        let answered = match outcome {
+            Outcome::Answered(answer) => Some(CheckVerdict::Answered(answer)),
+            Outcome::Refused(refusal) => Some(CheckVerdict::Refused(refusal)),
+            _ => None,
+        };
+        if let Some(verdict) = answered {
+            modes::switch(
+                &self.db,
+                tenant_id,
+                group,
+                Mode::Online,
+                Reason::Recovered,
+                &run.exchanges,
+            )
+            .await?;
+            self.unblock(group, std::slice::from_ref(&host)).await;
+            self.remember_current(group, &host).await;
+            return Ok(run.finish_at(verdict, Mode::Online, &host));
+        }
+        let verdict = match kind {
+            OutcomeKind::Unauthorized => CheckVerdict::Unauthorized,
+            OutcomeKind::Emergency => CheckVerdict::Emergency,
             _ => CheckVerdict::NoAnswer,
         };
         Ok(run.finish_at(verdict, Mode::NoCheck, &host))
@@ -369,6 +405,39 @@ impl Failover {
         }
     }
 
+    /// Lifts the blocks of `hosts`, which have just shown they serve. Bookkeeping failures are
+    /// logged.
+    async fn unblock(&self, group: &CdnGroup, hosts: &[CdnHost]) {
+        if hosts.is_empty() {
+            return;
+        }
+        if let Err(e) = cache::unblock(&self.cache, group, hosts).await {
+            tracing::warn!(error.message = %e, "host blocks not lifted in Redis");
+        }
+        if let Err(e) = store::unblock(&self.db, group, hosts).await {
+            tracing::warn!(error.message = %e, "host blocks not lifted in Postgres");
+        }
+    }
+
+    /// Rediscovers `group` outside the current request, at most once per
+    /// [`BACKGROUND_REFRESH_GAP`] across every replica.
+    fn refresh_in_background(&self, group: &CdnGroup, key: &TrueApiKey) {
+        let (db, cache, client) = (self.db.clone(), self.cache.clone(), self.client.clone());
+        let (group, key) = (group.clone(), key.clone());
+        let fallback = self.settings.fallback_hosts.clone();
+        tokio::spawn(async move {
+            if !cache::claim_refresh(&cache, &group, BACKGROUND_REFRESH_GAP)
+                .await
+                .unwrap_or(true)
+            {
+                return;
+            }
+            if let Err(e) = refresh(&db, &cache, &client, &group, &key, true, &fallback).await {
+                tracing::warn!(cdn.group = %group, error.message = %e, "background refresh failed");
+            }
+        });
+    }
+
     /// Makes the host that answered current when it was not: the ranking's first place.
     async fn remember_current(&self, group: &CdnGroup, host: &CdnHost) {
         let ranking = match self.ranking(group).await {
@@ -389,6 +458,9 @@ impl Failover {
     }
 }
 
+/// The least time between two background refreshes of one group.
+const BACKGROUND_REFRESH_GAP: Duration = Duration::from_secs(30);
+
 /// The bookkeeping of one document's attempts.
 #[derive(Debug, Default)]
 struct Attempts {
@@ -398,12 +470,12 @@ struct Attempts {
 }
 
 impl Attempts {
-    fn finish(self, verdict: CheckVerdict, mode: Mode, host: Option<CdnHost>) -> CheckRun {
+    fn finish(&mut self, verdict: CheckVerdict, mode: Mode, host: Option<CdnHost>) -> CheckRun {
         CheckRun {
             verdict,
             mode,
             host,
-            exchanges: self.exchanges,
+            exchanges: std::mem::take(&mut self.exchanges),
         }
     }
 

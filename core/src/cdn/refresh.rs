@@ -34,6 +34,8 @@ pub struct RefreshReport {
     pub ranking: Vec<CdnHost>,
     /// Every exchange made, for evidence.
     pub exchanges: Vec<ExchangeRecord>,
+    /// ЧЗ refused the key (401): nothing was changed, and another key should be tried.
+    pub key_rejected: bool,
 }
 
 impl RefreshReport {
@@ -61,6 +63,9 @@ pub async fn refresh(
     if discover {
         let Exchange { outcome, record } = client.cdn_info(group.base(), key).await;
         exchanges.push(record);
+        if matches!(outcome, Outcome::Unauthorized) {
+            return Ok(RefreshReport::rejected(exchanges));
+        }
         match outcome {
             Outcome::Answered(list) if !list.hosts.is_empty() => {
                 store::record_listing(db, group, &list.hosts).await?;
@@ -83,6 +88,14 @@ pub async fn refresh(
         join_all(checks).await.into_iter().unzip();
     exchanges.extend(records);
 
+    // A key that ЧЗ refuses makes every host look dead; that says nothing about the hosts.
+    if !health.is_empty()
+        && health
+            .iter()
+            .all(|h| h.outcome == truemark::client::OutcomeKind::Unauthorized)
+    {
+        return Ok(RefreshReport::rejected(exchanges));
+    }
     let ranking = rank(&health);
     store::record_health(db, group, &health, &ranking).await?;
     if let Err(e) = cache::put_ranking(cache, group, &ranking).await {
@@ -101,7 +114,21 @@ pub async fn refresh(
         health,
         ranking,
         exchanges,
+        key_rejected: false,
     })
+}
+
+impl RefreshReport {
+    fn rejected(exchanges: Vec<ExchangeRecord>) -> Self {
+        Self {
+            discovered: false,
+            listed: Vec::new(),
+            health: Vec::new(),
+            ranking: Vec::new(),
+            exchanges,
+            key_rejected: true,
+        }
+    }
 }
 
 fn is_production(group: &CdnGroup) -> bool {

@@ -64,7 +64,10 @@ pub(super) fn from_truemark(
     if is_not(state.is_owner) {
         found.push(Criterion::NotOwner);
     }
-    if let Some(price) = price {
+    // Price rules bind a sale; a return refunds what was paid.
+    if let Some(price) = price
+        && !returning
+    {
         found.extend(price_criteria(state, groups, price));
     }
     found
@@ -113,17 +116,51 @@ fn price_criteria(state: &CodeStatus, groups: &[u32], price: u64) -> Vec<Criteri
     found
 }
 
-/// What a ЧЗ state seen earlier still says when ЧЗ cannot be asked: a mark reported sold or
-/// banned before still blocks in the no-check mode.
-pub(super) fn from_earlier_state(state: &CodeStatus, kind: Kind) -> Vec<Criterion> {
+/// What a ЧЗ state seen earlier still says when ЧЗ cannot be asked: a mark reported banned
+/// before, or sold by someone else, still blocks in the no-check mode. A "sold" that reports
+/// this organisation's own sale (`sold_elsewhere` false) says nothing once a return undid it.
+pub(super) fn from_earlier_state(
+    state: &CodeStatus,
+    kind: Kind,
+    sold_elsewhere: bool,
+) -> Vec<Criterion> {
     let mut found = Vec::new();
     if state.is_blocked == Some(true) {
         found.push(Criterion::BlockedByAuthority);
     }
-    if state.sold == Some(true) && kind != Kind::Return {
+    if state.sold == Some(true) && kind != Kind::Return && sold_elsewhere {
         found.push(Criterion::Sold);
     }
     found
+}
+
+/// The fields a decision reads: when one of them came with the wrong type, ЧЗ's answer for the
+/// code cannot be relied on.
+const DECISION_FIELDS: [&str; 17] = [
+    "found",
+    "valid",
+    "verified",
+    "utilised",
+    "realizable",
+    "sold",
+    "isBlocked",
+    "expireDate",
+    "errorCode",
+    "groupIds",
+    "grayZone",
+    "eliminationState",
+    "mrp",
+    "smp",
+    "packageType",
+    "packageQuantity",
+    "innerUnitCount",
+];
+
+/// Whether any of `malformed` is a field decisions read.
+pub(super) fn unreadable(malformed: &[String]) -> bool {
+    malformed
+        .iter()
+        .any(|f| DECISION_FIELDS.contains(&f.as_str()))
 }
 
 /// What the mark base says of a pack sold by the unit (a keg): a sale needs `units` left, a
@@ -246,6 +283,19 @@ mod tests {
     }
 
     #[test]
+    fn price_rules_do_not_bind_a_return() {
+        let pack = state(json!({"groupIds": [3], "packageType": "UNIT", "mrp": 9900, "smp": 9000}));
+
+        assert!(from_truemark(&pack, Kind::Return, Some(12000), now()).is_empty());
+    }
+
+    #[test]
+    fn an_odd_type_in_a_decision_field_makes_the_answer_unreadable() {
+        assert!(unreadable(&["isBlocked".to_owned()]));
+        assert!(!unreadable(&["producerInn".to_owned()]));
+    }
+
+    #[test]
     fn a_return_is_not_stopped_by_sold_or_expired() {
         let sold =
             state(json!({"sold": true, "realizable": false, "expireDate": "2020-01-01T00:00:00Z"}));
@@ -305,12 +355,17 @@ mod tests {
         let banned = state(json!({"isBlocked": true, "sold": true}));
 
         assert_eq!(
-            from_earlier_state(&banned, Kind::Sale),
+            from_earlier_state(&banned, Kind::Sale, true),
             [Criterion::BlockedByAuthority, Criterion::Sold]
         );
         assert_eq!(
-            from_earlier_state(&banned, Kind::Return),
+            from_earlier_state(&banned, Kind::Return, true),
             [Criterion::BlockedByAuthority]
+        );
+        assert_eq!(
+            from_earlier_state(&banned, Kind::Sale, false),
+            [Criterion::BlockedByAuthority],
+            "our own sale, undone by a return, does not count"
         );
     }
 }

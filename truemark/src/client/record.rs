@@ -64,7 +64,9 @@ impl RecordedBody {
     }
 
     fn capped(bytes: &[u8], limit: usize) -> Self {
-        let text = String::from_utf8_lossy(bytes);
+        // NUL cannot be stored in a Postgres text or jsonb value; it reads as U+FFFD like any
+        // other byte that is not text.
+        let text = String::from_utf8_lossy(bytes).replace('\0', "\u{fffd}");
         let truncated = text.len() > limit;
         let kept = if truncated {
             &text[..floor_char_boundary(&text, limit)]
