@@ -14,3 +14,11 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+# The published contract against the live server: schemathesis, bounded, as every role.
+if [ ! -x .venv/bin/schemathesis ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q schemathesis==4.32.5
+fi
+cargo build --workspace --bins --locked
+python3 scripts/contract.py
