@@ -3,6 +3,27 @@
 
 pub use sea_orm_migration::prelude::*;
 
+/// A migration written as SQL: `UP` applies it, `DOWN` reverts it.
+macro_rules! sql_migration {
+    ($up:expr, $down:expr) => {
+        #[derive(DeriveMigrationName)]
+        pub struct Migration;
+
+        #[async_trait::async_trait]
+        impl MigrationTrait for Migration {
+            async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                manager.get_connection().execute_unprepared($up).await?;
+                Ok(())
+            }
+
+            async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                manager.get_connection().execute_unprepared($down).await?;
+                Ok(())
+            }
+        }
+    };
+}
+
 mod m20261203_000001_tenancy;
 mod m20261203_000002_cdn;
 mod m20261203_000003_job_runs;

@@ -2,9 +2,6 @@
 
 use sea_orm_migration::prelude::*;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 const UP: &str = r#"
 ALTER TABLE marks
     ADD COLUMN inner_unit_count bigint CHECK (inner_unit_count > 0),
@@ -17,15 +14,4 @@ ALTER TABLE document_items DROP COLUMN quantity;
 ALTER TABLE marks DROP COLUMN sold_units, DROP COLUMN inner_unit_count;
 "#;
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(UP).await?;
-        Ok(())
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(DOWN).await?;
-        Ok(())
-    }
-}
+sql_migration!(UP, DOWN);

@@ -34,9 +34,7 @@ pub struct HostRow {
 
 /// Every host ever listed for `group`, ranked ones first by rank, then by address.
 pub async fn hosts(db: &DatabaseConnection, group: &CdnGroup) -> Result<Vec<HostRow>> {
-    let rows = cdn_hosts::Entity::find()
-        .filter(cdn_hosts::Column::BaseUrl.eq(group.base_key()))
-        .filter(cdn_hosts::Column::Region.eq(group.region()))
+    let rows = of_group(group)
         .order_by_asc(Expr::cust("rank IS NULL"))
         .order_by_asc(cdn_hosts::Column::Rank)
         .order_by_asc(cdn_hosts::Column::HostUrl)
@@ -47,47 +45,32 @@ pub async fn hosts(db: &DatabaseConnection, group: &CdnGroup) -> Result<Vec<Host
 
 /// The ranked hosts of `group`, fastest first.
 pub(super) async fn ranking(db: &DatabaseConnection, group: &CdnGroup) -> Result<Vec<CdnHost>> {
-    let rows = cdn_hosts::Entity::find()
-        .filter(cdn_hosts::Column::BaseUrl.eq(group.base_key()))
-        .filter(cdn_hosts::Column::Region.eq(group.region()))
+    let rows = of_group(group)
         .filter(cdn_hosts::Column::Rank.is_not_null())
         .filter(cdn_hosts::Column::RetiredAt.is_null())
         .order_by_asc(cdn_hosts::Column::Rank)
         .all(db)
         .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| r.host_url.parse().ok())
-        .collect())
+    Ok(addresses(rows))
 }
 
 /// The listed (not retired) hosts of `group`.
 pub(super) async fn listed(db: &DatabaseConnection, group: &CdnGroup) -> Result<Vec<CdnHost>> {
-    let rows = cdn_hosts::Entity::find()
-        .filter(cdn_hosts::Column::BaseUrl.eq(group.base_key()))
-        .filter(cdn_hosts::Column::Region.eq(group.region()))
+    let rows = of_group(group)
         .filter(cdn_hosts::Column::RetiredAt.is_null())
         .order_by_asc(cdn_hosts::Column::HostUrl)
         .all(db)
         .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| r.host_url.parse().ok())
-        .collect())
+    Ok(addresses(rows))
 }
 
 /// The hosts of `group` blocked until a time still to come.
 pub(super) async fn blocked(db: &DatabaseConnection, group: &CdnGroup) -> Result<Vec<CdnHost>> {
-    let rows = cdn_hosts::Entity::find()
-        .filter(cdn_hosts::Column::BaseUrl.eq(group.base_key()))
-        .filter(cdn_hosts::Column::Region.eq(group.region()))
+    let rows = of_group(group)
         .filter(cdn_hosts::Column::UnavailableUntil.gt(Utc::now()))
         .all(db)
         .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| r.host_url.parse().ok())
-        .collect())
+    Ok(addresses(rows))
 }
 
 /// Records a discovery answer: listed hosts are upserted and seen now; hosts no longer listed
@@ -286,4 +269,18 @@ pub(super) async fn unblock(
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// Every stored host of `group`.
+fn of_group(group: &CdnGroup) -> sea_orm::Select<cdn_hosts::Entity> {
+    cdn_hosts::Entity::find()
+        .filter(cdn_hosts::Column::BaseUrl.eq(group.base_key()))
+        .filter(cdn_hosts::Column::Region.eq(group.region()))
+}
+
+/// The hosts' addresses; a stored address that no longer parses is left out.
+fn addresses(rows: Vec<cdn_hosts::Model>) -> Vec<CdnHost> {
+    rows.into_iter()
+        .filter_map(|r| r.host_url.parse().ok())
+        .collect()
 }
