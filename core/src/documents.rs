@@ -158,6 +158,49 @@ pub struct Tag1260View {
 
 /// iMark's answer to a document.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "id": "receipt-2",
+    "document_id": "01a23d08-9d1f-7c36-b1a0-5e2f8c0d4a11",
+    "type": "sale",
+    "verdict": "block",
+    "mode": "online",
+    "items": [{
+        "position": 0,
+        "input": "04601653035829H;dV)bFABVUdGVz",
+        "code": "04601653035829H;dV)bFABVUdGVz",
+        "cis": "04601653035829H;dV)bF",
+        "verdict": "block",
+        "reasons": [{
+            "criterion": "sold_here_before",
+            "action": "block",
+            "message": "Этот экземпляр уже продан в вашей сети. Продажа запрещена."
+        }],
+        "mark_status_before": "sold",
+        "mark_status_after": "sold",
+        "units_left": null,
+        "offline": false,
+        "truemark_response": {
+            "cis": "04601653035829H;dV)bFABVUdGVz", "found": true, "valid": true,
+            "verified": true, "utilised": true, "realizable": true, "sold": false,
+            "isBlocked": false, "errorCode": 0, "groupIds": [3], "gtin": "04601653035829",
+            "packageType": "UNIT", "mrp": 9900, "smp": 9000, "printView": "04601653035829H;dV)bF"
+        }
+    }],
+    "truemark_response": {
+        "code": 0, "description": "ok", "codes": ["…"],
+        "reqId": "ff4c721e-8e5d-4916-a312-7d8ff4a730f0", "reqTimestamp": 1796320304222_i64
+    },
+    "req_id": "ff4c721e-8e5d-4916-a312-7d8ff4a730f0",
+    "req_timestamp": 1796320304222_i64,
+    "tag1260": {
+        "1262": "030", "1263": "21.11.2023", "1264": "1944",
+        "1265": "UUID=ff4c721e-8e5d-4916-a312-7d8ff4a730f0&Time=1796320304222",
+        "tlv_hex": "EC045D00EE040300303330EF040A0032312E31312E32303233F004040031393434F1043C00555549443D66663463373231652D386535642D343931362D613331322D3764386666346137333066302654696D653D31373936333230333034323232"
+    },
+    "tag1260_absent_reason": null,
+    "created_at": "2026-12-03T17:51:44.221Z",
+    "voided_at": null
+}))]
 pub struct DocumentAnswer {
     /// The POS's document id.
     pub id: String,
