@@ -365,14 +365,14 @@ pub async fn resolve(db: &DatabaseConnection, id: Uuid) -> Result<Principal> {
     let key = api_keys::Entity::find_by_id(id)
         .one(db)
         .await?
-        .ok_or(Error::Unauthorized("unknown_key"))?;
+        .ok_or(Error::Unauthorized("invalid_token"))?;
     if key.revoked_at.is_some() {
         return Err(Error::Unauthorized("key_revoked"));
     }
     let tenant = tenants::Entity::find_by_id(key.tenant_id)
         .one(db)
         .await?
-        .ok_or(Error::Unauthorized("unknown_tenant"))?;
+        .ok_or(Error::Unauthorized("invalid_token"))?;
     if tenant.status != "active" {
         return Err(Error::Unauthorized("tenant_disabled"));
     }
@@ -380,12 +380,12 @@ pub async fn resolve(db: &DatabaseConnection, id: Uuid) -> Result<Principal> {
         let store = stores::Entity::find_by_id(store_id)
             .one(db)
             .await?
-            .ok_or(Error::Unauthorized("unknown_store"))?;
+            .ok_or(Error::Unauthorized("invalid_token"))?;
         if store.status != "active" {
             return Err(Error::Unauthorized("store_disabled"));
         }
     }
-    let role = Role::from_stored(&key.role).ok_or(Error::Unauthorized("unknown_role"))?;
+    let role = Role::from_stored(&key.role).ok_or(Error::Unauthorized("invalid_token"))?;
     let auditor_stores = if role == Role::Auditor && !key.all_stores {
         let grants = api_key_stores::Entity::find()
             .filter(api_key_stores::Column::ApiKeyId.eq(key.id))
