@@ -28,7 +28,15 @@ pub struct Problem {
     /// The HTTP status text.
     pub title: String,
     pub status: u16,
-    /// Stable machine-readable code; see the error table in the integration guide.
+    /// Stable machine-readable code; `docs/integration.md` says what a POS does with each.
+    /// 400 `malformed_json`, `invalid_parameter`, `malformed_request`; 401 `missing_token`,
+    /// `invalid_token`, `token_expired`, `key_revoked`, `store_disabled`, `tenant_disabled`,
+    /// `missing_api_key`, `invalid_api_key`; 403 `forbidden`; 404 `not_found`,
+    /// `route_not_found`; 405 `method_not_allowed`; 408 `body_timeout`; 409
+    /// `document_id_reused`, `document_in_progress`, `truemark_not_configured`,
+    /// `truemark_key_rejected`, `not_a_sale`, `store_code_taken`, `key_revoked`,
+    /// `concurrent_update`; 413 `payload_too_large`; 415 `unsupported_media_type`; 422
+    /// `invalid_body`, `validation_failed`; 500 `internal`; 503 `unavailable`, `timeout`.
     pub code: String,
     /// What went wrong, for a person.
     pub detail: String,
