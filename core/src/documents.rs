@@ -733,7 +733,7 @@ fn decide_item(
         offline,
         truemark_response: checked.map(|c| {
             let mut raw = c.raw().clone();
-            scrub_nul(&mut raw);
+            storable(&mut raw);
             raw
         }),
     };
@@ -887,20 +887,27 @@ fn tag(
 
 fn raw_answer(answer: &truemark::wire::CodesCheckAnswer) -> Value {
     let mut value = serde_json::to_value(answer).unwrap_or(Value::Null);
-    scrub_nul(&mut value);
+    storable(&mut value);
     value
 }
 
-/// Replaces NUL characters in every string of `value` with U+FFFD: Postgres cannot store them,
-/// and an answer that cannot be stored could not be kept as evidence.
-fn scrub_nul(value: &mut Value) {
+/// Makes a ЧЗ value safe to keep in a jsonb column: NUL characters become U+FFFD (Postgres
+/// refuses them), and numbers so large that Postgres' exact decimal would not read back as a
+/// float become their text. The raw exchange keeps the answer exactly as it came.
+fn storable(value: &mut Value) {
     match value {
         Value::String(text) if text.contains('\0') => *text = text.replace('\0', "\u{fffd}"),
-        Value::Array(items) => items.iter_mut().for_each(scrub_nul),
-        Value::Object(fields) => fields.values_mut().for_each(scrub_nul),
+        Value::Number(number) if number.as_f64().is_some_and(|f| f.abs() > STORABLE_FLOAT) => {
+            *value = Value::String(number.to_string());
+        }
+        Value::Array(items) => items.iter_mut().for_each(storable),
+        Value::Object(fields) => fields.values_mut().for_each(storable),
         _ => {}
     }
 }
+
+/// The largest magnitude of a float kept as a number; beyond it, a number is kept as text.
+const STORABLE_FLOAT: f64 = 1e300;
 
 async fn insert_document(
     txn: &DatabaseTransaction,

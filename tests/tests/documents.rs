@@ -821,3 +821,38 @@ async fn a_nul_in_a_code_or_a_document_id_is_refused_not_stored() {
     assert_eq!(void.status, 404);
     assert_eq!(padded.status, 422);
 }
+
+#[tokio::test]
+async fn a_huge_number_in_an_answer_never_makes_the_mark_base_unreadable() {
+    let pos = pos().await;
+    let code = format!("0104600000000077215ODDTY9{GS}93wxyz");
+    let body = json!({
+        "code": 0, "description": "ok",
+        "reqId": "00000000-0000-0000-0000-000000000001", "reqTimestamp": 1700000000000_i64,
+        "codes": [{"cis": code, "found": true, "valid": true, "verified": true, "utilised": true,
+                   "realizable": true, "groupIds": [15], "productWeight": 1.797_693_134_862_315_7e308}]
+    });
+    pos.sandbox
+        .control()
+        .set_fault(
+            FaultTarget::every_host().only(Endpoint::CodesCheck),
+            &Fault::MalformedBody {
+                body: Some(body.to_string()),
+            },
+        )
+        .unwrap();
+
+    let sale = pos.sale("d1", &code).await;
+    pos.sandbox
+        .control()
+        .clear_fault(FaultTarget::every_host())
+        .unwrap();
+    let listed = pos.app.get("/unique_product_stamp", &pos.hq).await;
+    let offline = pos.app.get("/codes/offline", &pos.store).await;
+    let again = pos.send("d2", "check", json!([{"code": code}])).await;
+
+    assert_eq!(sale["verdict"], "allow", "{sale}");
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert_eq!(offline.status, 200, "{}", offline.text);
+    assert_eq!(again.status, 200, "{}", again.text);
+}

@@ -164,7 +164,7 @@ pub(super) fn unreadable(malformed: &[String]) -> bool {
 }
 
 /// What the mark base says of a pack sold by the unit (a keg): a sale needs `units` left, a
-/// return needs units sold before.
+/// return needs at least `units` sold before.
 pub(super) fn from_partial_pack(
     sold_units: i64,
     inner: i64,
@@ -174,7 +174,7 @@ pub(super) fn from_partial_pack(
     match kind {
         Kind::Sale | Kind::Check if sold_units >= inner => Some(Criterion::SoldHereBefore),
         Kind::Sale | Kind::Check if units > inner - sold_units => Some(Criterion::NotEnoughLeft),
-        Kind::Return if sold_units == 0 => Some(Criterion::ReturnNotSoldHere),
+        Kind::Return if units > sold_units => Some(Criterion::ReturnNotSoldHere),
         _ => None,
     }
 }
@@ -279,6 +279,19 @@ mod tests {
         assert_eq!(
             sale(json!({"sold": true, "realizable": false}), None),
             [Criterion::Sold]
+        );
+    }
+
+    #[test]
+    fn a_keg_takes_back_no_more_units_than_it_sold() {
+        assert_eq!(from_partial_pack(1800, 3000, 1800, Kind::Return), None);
+        assert_eq!(
+            from_partial_pack(1799, 3000, 1800, Kind::Return),
+            Some(Criterion::ReturnNotSoldHere)
+        );
+        assert_eq!(
+            from_partial_pack(0, 3000, 1, Kind::Return),
+            Some(Criterion::ReturnNotSoldHere)
         );
     }
 
