@@ -3,12 +3,13 @@
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub mod ratelimit;
 pub mod routes;
 pub mod state;
 
-use std::future::{Future, IntoFuture as _};
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use axum::Router;
@@ -16,6 +17,8 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use imark_core::auth::TokenKeys;
 use imark_core::cache::Cache;
 use imark_core::cdn::Failover;
@@ -37,12 +40,23 @@ use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// How long accepting waits after the listener failed.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
 /// How long a stopping server waits for requests in flight.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
 /// Every documented route, with its OpenAPI description.
 pub fn api_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    routes(|limited| limited)
+}
+
+/// The routes, with `limit` applied to all but the probes: a rate limit must never take a
+/// replica out of its load balancer.
+fn routes(
+    limit: impl FnOnce(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>,
+) -> OpenApiRouter<AppState> {
+    let mut limited = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::token::router())
         .merge(routes::me::router())
         .merge(routes::tenants::router())
@@ -52,12 +66,23 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::documents::router())
         .merge(routes::marks::router())
         .merge(routes::policy::router())
-        .merge(routes::health::router())
+        .merge(routes::audit::router());
+    ratelimit::document(limited.get_openapi_mut());
+    limit(limited).merge(routes::health::router())
 }
 
 /// The whole application: routes, the error fallbacks and the middleware stack.
-pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Router {
-    let (routes, document) = api_router().split_for_parts();
+pub fn app(state: AppState, config: &Config) -> Router {
+    let (body_limit, request_timeout) = (config.body_limit_bytes, config.request_timeout);
+    let body_read = extract::BodyReadTimeout(config.body_read_timeout);
+    let (routes, document) = match config.rate_limit {
+        Some(rate) => {
+            let (tokens, hasher) = (state.tokens.clone(), state.hasher.clone());
+            routes(|limited| ratelimit::limit(limited, rate, tokens, hasher))
+        }
+        None => api_router(),
+    }
+    .split_for_parts();
     routes
         .route("/openapi.yaml", axum::routing::get(openapi::serve_yaml))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
@@ -65,9 +90,12 @@ pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Rou
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn(move |request: Request, next: Next| {
-            guard(request, next, request_timeout, body_limit)
-        }))
+        .layer(middleware::from_fn(
+            move |mut request: Request, next: Next| {
+                request.extensions_mut().insert(body_read);
+                guard(request, next, request_timeout, body_limit)
+            },
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -76,6 +104,7 @@ pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Rou
             )
             .into_response()
         }))
+        .layer(middleware::from_fn(record_metrics))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -105,6 +134,21 @@ fn request_span(request: &Request) -> tracing::Span {
         tenant.id = tracing::field::Empty,
         store.id = tracing::field::Empty,
     )
+}
+
+/// Records the request's latency by method, matched route and status.
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    imark_core::metrics::http_request(method.as_str(), &route, status, started.elapsed());
+    response
 }
 
 /// Refuses a body declared larger than `body_limit` before reading it, answers 503 in the one
@@ -170,45 +214,88 @@ impl AppState {
 #[derive(Debug)]
 pub struct Server {
     app: Router,
+    metrics: Option<imark_core::metrics::Exporter>,
+    header_read_timeout: Duration,
 }
 
 impl Server {
     /// Connects to Postgres and Redis, migrates when configured, and builds the routes.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let state = AppState::connect(config).await?;
-        let app = app(state, config.body_limit_bytes, config.request_timeout);
-        Ok(Self { app })
+        let app = app(state, config);
+        let metrics = match config.metrics_addr {
+            Some(addr) => Some(imark_core::metrics::Exporter::bind(addr).await?),
+            None => None,
+        };
+        Ok(Self {
+            app,
+            metrics,
+            header_read_timeout: config.header_read_timeout,
+        })
     }
 
     /// Serves on `listener` until `shutdown` completes, then drains in-flight requests for at
     /// most [`DRAIN_LIMIT`]: a client that never finishes its request cannot hold the process.
+    /// A client that does not send a request's headers within the header read timeout is
+    /// disconnected, and so is a keep-alive connection idle for that long.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %listener.local_addr()?, "listening");
-        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-        let signal = async move {
-            shutdown.await;
-            let _ = stopping.send(());
-        };
-        let serving = axum::serve(listener, self.app)
-            .with_graceful_shutdown(signal)
-            .into_future();
-        let deadline = async {
-            if stopped.await.is_err() {
-                std::future::pending::<()>().await;
-            }
-            tokio::time::sleep(DRAIN_LIMIT).await;
-        };
-        tokio::select! {
-            served = serving => served.context("serving HTTP"),
-            () = deadline => {
-                tracing::warn!(limit_s = DRAIN_LIMIT.as_secs(), "requests still open after the drain limit; closing");
-                Ok(())
-            }
+        let _metrics = self.metrics.map(imark_core::metrics::Exporter::spawn);
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout);
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        let mut connections = tokio::task::JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, _) = tokio::select! {
+                () = &mut shutdown => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors, most likely: give connections time to close.
+                        tracing::warn!(error.message = %e, "accepting a connection failed");
+                        tokio::time::sleep(ACCEPT_PAUSE).await;
+                        continue;
+                    }
+                },
+            };
+            let service = TowerToHyperService::new(self.app.clone());
+            let connection = http.serve_connection(TokioIo::new(stream), service);
+            let mut stopped = stopped.clone();
+            connections.spawn(async move {
+                let mut connection = std::pin::pin!(connection);
+                let closed = tokio::select! {
+                    closed = connection.as_mut() => closed,
+                    () = async { drop(stopped.wait_for(|stop| *stop).await) } => {
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                };
+                if let Err(e) = closed {
+                    tracing::debug!(error.message = %e, "connection closed with an error");
+                }
+            });
         }
+
+        drop(listener);
+        let _ = stopping.send(true);
+        let drained = tokio::time::timeout(DRAIN_LIMIT, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                limit_s = DRAIN_LIMIT.as_secs(),
+                "requests still open after the drain limit; closing"
+            );
+        }
+        Ok(())
     }
 }
 

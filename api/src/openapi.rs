@@ -29,6 +29,7 @@ use crate::error::{FieldError, Problem};
         (name = "documents", description = "The main job: check a sale, return or check"),
         (name = "marks", description = "The mark base and the offline package"),
         (name = "policy", description = "What each ground for refusing a sale does"),
+        (name = "audit", description = "The tamper-evident log, its verification, exports and compliance reports"),
         (name = "operations", description = "Probes"),
     )
 )]

@@ -25,6 +25,8 @@ pub struct Config {
     /// Prefix of every Redis key, so that environments can share one Redis.
     pub redis_prefix: String,
     pub listen_addr: SocketAddr,
+    /// Where Prometheus metrics are served at `/metrics`; `None` serves none.
+    pub metrics_addr: Option<SocketAddr>,
     /// The platform operator's bootstrap key, exchanged at `/token` like any API key.
     pub platform_key: SecretString,
     /// JWT signing keys by `kid`; the first signs, all verify.
@@ -38,7 +40,33 @@ pub struct Config {
     pub migrate_on_start: bool,
     pub body_limit_bytes: usize,
     pub request_timeout: Duration,
+    /// How long a client may take to send a request's headers; also how long an idle
+    /// keep-alive connection is kept.
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request's body once its headers are in.
+    pub body_read_timeout: Duration,
+    /// Requests per API key; `None` when rate limiting is switched off.
+    pub rate_limit: Option<RateLimit>,
+    /// How many whole months of evidence (audit records and ЧЗ exchanges) are kept before their
+    /// month is dropped.
+    pub evidence_retention_months: u32,
     pub truemark: TruemarkSettings,
+}
+
+/// A token bucket per caller: `burst` requests at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Requests per second, sustained; may be a fraction (0.5 is one request every 2 s).
+    pub per_second: f64,
+    /// Requests accepted at once from a full bucket.
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// The time one request's token takes to come back.
+    pub fn period(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.per_second)
+    }
 }
 
 /// How iMark talks to ЧЗ: time limits, host blocks and refresh intervals.
@@ -114,6 +142,7 @@ struct RawConfig {
     redis_url: Option<String>,
     redis_prefix: Option<String>,
     listen_addr: Option<String>,
+    metrics_addr: Option<String>,
     platform_key: Option<String>,
     jwt_keys: Option<String>,
     jwt_ttl_seconds: Option<u64>,
@@ -123,6 +152,12 @@ struct RawConfig {
     migrate_on_start: Option<bool>,
     body_limit_bytes: Option<usize>,
     request_timeout_seconds: Option<u64>,
+    header_read_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
+    rate_limit_enabled: Option<bool>,
+    rate_limit_per_second: Option<f64>,
+    rate_limit_burst: Option<u32>,
+    evidence_retention_months: Option<u32>,
     truemark_check_timeout_ms: Option<u64>,
     truemark_list_timeout_ms: Option<u64>,
     truemark_health_timeout_ms: Option<u64>,
@@ -179,6 +214,7 @@ impl RawConfig {
             .into(),
             redis_prefix: redis_prefix(self.redis_prefix)?,
             listen_addr: listen_addr(self.listen_addr)?,
+            metrics_addr: metrics_addr(self.metrics_addr.as_deref())?,
             platform_key: long_secret(
                 self.platform_key,
                 "IMARK_PLATFORM_KEY",
@@ -216,6 +252,20 @@ impl RawConfig {
                 "IMARK_REQUEST_TIMEOUT_SECONDS",
                 1..=600,
             )?,
+            header_read_timeout: client_millis(
+                self.header_read_timeout_ms,
+                "IMARK_HEADER_READ_TIMEOUT_MS",
+            )?,
+            body_read_timeout: client_millis(
+                self.body_read_timeout_ms,
+                "IMARK_BODY_READ_TIMEOUT_MS",
+            )?,
+            rate_limit: rate_limit(
+                self.rate_limit_enabled,
+                self.rate_limit_per_second,
+                self.rate_limit_burst,
+            )?,
+            evidence_retention_months: retention(self.evidence_retention_months)?,
             truemark: TruemarkSettings {
                 check_timeout: millis(
                     self.truemark_check_timeout_ms,
@@ -273,6 +323,16 @@ impl RawConfig {
     }
 }
 
+fn retention(months: Option<u32>) -> Result<u32, ConfigError> {
+    match months.unwrap_or(60) {
+        months @ 1..=1200 => Ok(months),
+        months => Err(ConfigError::Invalid {
+            var: "IMARK_EVIDENCE_RETENTION_MONTHS",
+            reason: format!("{months} is outside 1..=1200 months"),
+        }),
+    }
+}
+
 fn millis(value: Option<u64>, default: u64, var: &'static str) -> Result<Duration, ConfigError> {
     let value = value.unwrap_or(default);
     if !(50..=60_000).contains(&value) {
@@ -282,6 +342,52 @@ fn millis(value: Option<u64>, default: u64, var: &'static str) -> Result<Duratio
         });
     }
     Ok(Duration::from_millis(value))
+}
+
+/// How long a client may take to send headers or a body: 10 s unless set, 100 ms to 10 min.
+fn client_millis(value: Option<u64>, var: &'static str) -> Result<Duration, ConfigError> {
+    let value = value.unwrap_or(10_000);
+    if !(100..=600_000).contains(&value) {
+        return Err(ConfigError::Invalid {
+            var,
+            reason: format!("{value} is outside 100..=600000 milliseconds"),
+        });
+    }
+    Ok(Duration::from_millis(value))
+}
+
+/// Requests per second and burst of each caller's bucket. Absent or 0 takes the default (20 per
+/// second, bursts of 60: a busy store's tills sharing one key stay well below it);
+/// `IMARK_RATE_LIMIT_ENABLED=false` switches limiting off.
+fn rate_limit(
+    enabled: Option<bool>,
+    per_second: Option<f64>,
+    burst: Option<u32>,
+) -> Result<Option<RateLimit>, ConfigError> {
+    if enabled == Some(false) {
+        return Ok(None);
+    }
+    let per_second = match per_second {
+        None | Some(0.0) => 20.0,
+        Some(value) if value.is_finite() && (0.001..=100_000.0).contains(&value) => value,
+        Some(value) => {
+            return Err(ConfigError::Invalid {
+                var: "IMARK_RATE_LIMIT_PER_SECOND",
+                reason: format!("{value} is outside 0.001..=100000 requests per second"),
+            });
+        }
+    };
+    let burst = match burst {
+        None | Some(0) => 60,
+        Some(value) if value <= 100_000 => value,
+        Some(value) => {
+            return Err(ConfigError::Invalid {
+                var: "IMARK_RATE_LIMIT_BURST",
+                reason: format!("{value} is outside 1..=100000 requests"),
+            });
+        }
+    };
+    Ok(Some(RateLimit { per_second, burst }))
 }
 
 /// The static production hosts `cdn01` … `cdn11`, unless a comma-separated list (possibly empty)
@@ -348,6 +454,16 @@ fn listen_addr(value: Option<String>) -> Result<SocketAddr, ConfigError> {
         var: "IMARK_LISTEN_ADDR",
         reason: format!("`{value}` is not an address like 0.0.0.0:8080"),
     })
+}
+
+fn metrics_addr(value: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(value) => value.parse().map(Some).map_err(|_| ConfigError::Invalid {
+            var: "IMARK_METRICS_ADDR",
+            reason: format!("`{value}` is not an address like 0.0.0.0:9090"),
+        }),
+    }
 }
 
 fn seconds(
@@ -497,6 +613,56 @@ mod tests {
         assert_eq!(config.jwt_keys[0].id, "k2");
         assert_eq!(config.master_keys[0].secret.expose_secret().len(), 32);
         assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.metrics_addr, None);
+    }
+
+    #[test]
+    fn a_metrics_address_is_parsed_or_refused_by_name() {
+        let mut vars = complete();
+        vars.insert("IMARK_METRICS_ADDR".into(), "0.0.0.0:9090".into());
+        assert_eq!(load(vars).unwrap().metrics_addr.unwrap().port(), 9090);
+
+        let mut vars = complete();
+        vars.insert("IMARK_METRICS_ADDR".into(), "metrics".into());
+        let error = load(vars).unwrap_err().to_string();
+        assert!(
+            error.starts_with("IMARK_METRICS_ADDR is invalid"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_rate_limit_has_a_default_for_zero_and_can_be_switched_off() {
+        assert_eq!(
+            load(complete()).unwrap().rate_limit,
+            Some(RateLimit {
+                per_second: 20.0,
+                burst: 60
+            })
+        );
+
+        let mut vars = complete();
+        vars.insert("IMARK_RATE_LIMIT_PER_SECOND".into(), "0".into());
+        vars.insert("IMARK_RATE_LIMIT_BURST".into(), "0".into());
+        assert_eq!(load(vars).unwrap().rate_limit.unwrap().burst, 60);
+
+        let mut vars = complete();
+        vars.insert("IMARK_RATE_LIMIT_PER_SECOND".into(), "0.5".into());
+        vars.insert("IMARK_RATE_LIMIT_BURST".into(), "3".into());
+        let limit = load(vars).unwrap().rate_limit.unwrap();
+        assert_eq!((limit.period(), limit.burst), (Duration::from_secs(2), 3));
+
+        let mut vars = complete();
+        vars.insert("IMARK_RATE_LIMIT_ENABLED".into(), "false".into());
+        assert_eq!(load(vars).unwrap().rate_limit, None);
+
+        let mut vars = complete();
+        vars.insert("IMARK_RATE_LIMIT_PER_SECOND".into(), "-1".into());
+        let error = load(vars).unwrap_err().to_string();
+        assert!(
+            error.starts_with("IMARK_RATE_LIMIT_PER_SECOND is invalid"),
+            "{error}"
+        );
     }
 
     #[test]

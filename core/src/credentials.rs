@@ -6,8 +6,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use entities::truemark_credentials as credentials;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait as _, DatabaseConnection, EntityTrait as _, FromQueryResult as _, QueryFilter as _,
-    Statement,
+    ColumnTrait as _, ConnectionTrait, DatabaseConnection, EntityTrait as _, FromQueryResult as _,
+    QueryFilter as _, Statement,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
@@ -84,8 +84,8 @@ pub struct Credentials {
 /// Stores (or replaces) the tenant's settings or a store's override. `allow_local` admits
 /// plain-http and private, loopback and link-local addresses (an emulator on the LAN); without
 /// it, ЧЗ keys travel only over https to public addresses.
-pub async fn put(
-    db: &DatabaseConnection,
+pub async fn put<C: ConnectionTrait>(
+    db: &C,
     master: &MasterKeys,
     tenant_id: Uuid,
     new: NewCredentials,
@@ -140,8 +140,8 @@ pub async fn put(
 }
 
 /// Removes the tenant's settings or a store's override; removing what is absent is a 404.
-pub async fn delete(
-    db: &DatabaseConnection,
+pub async fn delete<C: ConnectionTrait>(
+    db: &C,
     tenant_id: Uuid,
     store_id: Option<Uuid>,
 ) -> Result<()> {
@@ -225,7 +225,7 @@ async fn find(
 }
 
 /// What a sealed key is bound to: a key copied to another tenant's or store's row won't open.
-fn context(tenant_id: Uuid, store_id: Option<Uuid>) -> Vec<u8> {
+pub(crate) fn context(tenant_id: Uuid, store_id: Option<Uuid>) -> Vec<u8> {
     let mut context = tenant_id.as_bytes().to_vec();
     context.extend_from_slice(store_id.unwrap_or_default().as_bytes());
     context

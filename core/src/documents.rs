@@ -25,6 +25,7 @@ use truemark::wire::{CheckedCode, CodeStatus, CodesCheckRequest};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::audit;
 use crate::cache::Cache;
 use crate::cdn::{CdnGroup, CheckRun, CheckVerdict, Failover};
 use crate::credentials;
@@ -50,7 +51,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Sale => "sale",
             Self::Return => "return",
@@ -69,7 +70,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Allow => "allow",
             Self::Warn => "warn",
@@ -234,6 +235,8 @@ pub struct Context<'a> {
     pub master_keys: &'a MasterKeys,
     pub tenant_id: Uuid,
     pub store_id: Uuid,
+    /// Who sends the document, as the audit log names it (`store:<key id>`).
+    pub actor: String,
 }
 
 /// The outcome of `process`: the answer, and whether it is a stored one replayed.
@@ -288,10 +291,13 @@ pub async fn process(ctx: &Context<'_>, request: DocumentRequest) -> Result<Proc
     )
     .await;
     match written {
-        Ok(answer) => Ok(Processed {
-            answer,
-            replayed: false,
-        }),
+        Ok(answer) => {
+            crate::metrics::document(&answer);
+            Ok(Processed {
+                answer,
+                replayed: false,
+            })
+        }
         Err(WriteError::Duplicate) => {
             // The same document arrived twice at once; the first one written answers both. This
             // copy's exchanges are kept too, linked to no document.
@@ -573,8 +579,55 @@ async fn write(
         insert_item(&txn, document_id, item, request.items.get(item.position)).await?;
     }
     evidence::write(&txn, evidence).await?;
+    audit::append(
+        &txn,
+        ctx.tenant_id,
+        document_entry(ctx, request, hash, &document, evidence)?,
+    )
+    .await?;
     txn.commit().await?;
     Ok(document)
+}
+
+/// The audit record of a decided document: what the POS asked, and every word of the answer the
+/// cashier got.
+fn document_entry(
+    ctx: &Context<'_>,
+    request: &DocumentRequest,
+    hash: &[u8],
+    document: &DocumentAnswer,
+    evidence: &[ExchangeRow],
+) -> Result<audit::Entry> {
+    let mut cis: Vec<String> = document
+        .items
+        .iter()
+        .filter_map(|i| i.cis.clone())
+        .collect();
+    cis.sort();
+    cis.dedup();
+    let mut criteria: Vec<String> = document
+        .items
+        .iter()
+        .flat_map(|i| i.reasons.iter().map(|r| r.criterion.name()))
+        .collect();
+    criteria.sort();
+    criteria.dedup();
+    let body = serde_json::json!({
+        "pos_document_id": request.id,
+        "fiscal_drive_number": request.fiscal_drive_number,
+        "request_sha256": hex::encode(hash),
+        "exchanges": evidence.iter().map(|e| e.id).collect::<Vec<_>>(),
+        "answer": document,
+    });
+    let mut entry = audit::Entry::of(audit::Kind::Document, Some(ctx.store_id), body)
+        .with_document(document.document_id);
+    entry.actor = Some(ctx.actor.clone());
+    entry.verdict = Some(document.verdict.as_str().to_owned());
+    entry.mode = Some(document.mode.as_str().to_owned());
+    entry.req_id.clone_from(&document.req_id);
+    entry.cis = cis;
+    entry.criteria = criteria;
+    Ok(entry)
 }
 
 /// Adds every normalised КИ to the base as available when new, then locks them all in a fixed
@@ -1020,6 +1073,14 @@ pub async fn void(ctx: &Context<'_>, pos_id: &str) -> Result<DocumentAnswer> {
             [row.id.into()],
         ))
         .await?;
+        let mut entry = audit::Entry::of(
+            audit::Kind::Void,
+            Some(ctx.store_id),
+            serde_json::json!({ "pos_document_id": row.pos_document_id }),
+        )
+        .with_document(row.id);
+        entry.actor = Some(ctx.actor.clone());
+        audit::append(&txn, ctx.tenant_id, entry).await?;
     }
     txn.commit().await?;
     let hash = row.request_hash.clone();

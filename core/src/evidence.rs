@@ -3,11 +3,14 @@
 //! failing that, to the error log) and written later, so no answer is ever lost.
 
 use redis::AsyncCommands as _;
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::TransactionSession as _;
+use sea_orm::{ConnectionTrait, FromQueryResult, Statement, TransactionTrait};
 use serde::{Deserialize, Serialize};
 use truemark::client::ExchangeRecord;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::audit::{self, Entry};
 use crate::cache::Cache;
 use crate::error::Result;
 
@@ -16,7 +19,7 @@ const SPOOL: &str = "evidence:spool";
 const DEAD: &str = "evidence:refused";
 
 /// One exchange as stored, with whom it concerns.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, FromQueryResult, ToSchema)]
 pub struct ExchangeRow {
     pub id: Uuid,
     pub tenant_id: Uuid,
@@ -65,36 +68,85 @@ impl ExchangeRow {
     }
 }
 
-/// Writes `rows`; idempotent, so a spooled row written twice is stored once.
-pub async fn write<C: ConnectionTrait>(db: &C, rows: &[ExchangeRow]) -> Result<()> {
+/// Writes `rows`, each with its record in the audit chain of its store (or tenant); idempotent,
+/// so a spooled row written twice is stored and recorded once.
+pub async fn write<C>(db: &C, rows: &[ExchangeRow]) -> Result<()>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
     for row in rows {
-        db.execute_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "INSERT INTO truemark_exchanges (id, tenant_id, store_id, document_id, endpoint, \
-                 method, url, started_at, duration_ms, http_status, req_id, request_body, \
-                 answer_body, error) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-             ON CONFLICT (id) DO NOTHING",
-            [
-                row.id.into(),
-                row.tenant_id.into(),
-                row.store_id.into(),
-                row.document_id.into(),
-                row.endpoint.clone().into(),
-                row.method.clone().into(),
-                row.url.clone().into(),
-                row.started_at.into(),
-                row.duration_ms.into(),
-                row.http_status.into(),
-                row.req_id.clone().into(),
-                row.request_body.clone().into(),
-                row.answer_body.clone().into(),
-                row.error.clone().into(),
-            ],
-        ))
-        .await?;
+        let txn = db.begin().await?;
+        let inserted = txn
+            .execute_raw(Statement::from_sql_and_values(
+                txn.get_database_backend(),
+                "INSERT INTO truemark_exchanges (id, tenant_id, store_id, document_id, endpoint, \
+                     method, url, started_at, duration_ms, http_status, req_id, request_body, \
+                     answer_body, error) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                 ON CONFLICT (id, started_at) DO NOTHING",
+                [
+                    row.id.into(),
+                    row.tenant_id.into(),
+                    row.store_id.into(),
+                    row.document_id.into(),
+                    row.endpoint.clone().into(),
+                    row.method.clone().into(),
+                    row.url.clone().into(),
+                    row.started_at.into(),
+                    row.duration_ms.into(),
+                    row.http_status.into(),
+                    row.req_id.clone().into(),
+                    row.request_body.clone().into(),
+                    row.answer_body.clone().into(),
+                    row.error.clone().into(),
+                ],
+            ))
+            .await?
+            .rows_affected();
+        if inserted == 1 {
+            audit::append(&txn, row.tenant_id, Entry::exchange(row)).await?;
+        }
+        txn.commit().await?;
     }
     Ok(())
+}
+
+const COLUMNS: &str = "id, tenant_id, store_id, document_id, endpoint, method, url, started_at, \
+     duration_ms, http_status, req_id, request_body, answer_body, error";
+
+/// One stored exchange of the tenant.
+pub async fn find<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Option<ExchangeRow>> {
+    Ok(
+        ExchangeRow::find_by_statement(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            format!("SELECT {COLUMNS} FROM truemark_exchanges WHERE id = $1 AND tenant_id = $2"),
+            [id.into(), tenant_id.into()],
+        ))
+        .one(db)
+        .await?,
+    )
+}
+
+/// The exchanges a document's check made, in order.
+pub async fn of_document<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Uuid,
+    document_id: Uuid,
+) -> Result<Vec<ExchangeRow>> {
+    Ok(ExchangeRow::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        format!(
+            "SELECT {COLUMNS} FROM truemark_exchanges WHERE document_id = $1 AND tenant_id = $2 \
+             ORDER BY started_at, id"
+        ),
+        [document_id.into(), tenant_id.into()],
+    ))
+    .all(db)
+    .await?)
 }
 
 /// Keeps `rows` for a later write after the database refused them. Never fails: when Redis is
@@ -122,7 +174,10 @@ pub async fn spool(cache: &Cache, rows: &[ExchangeRow]) {
 
 /// Writes spooled evidence to Postgres, oldest first; returns how many rows were written. A row
 /// leaves the spool only after its write succeeded.
-pub async fn drain<C: ConnectionTrait>(db: &C, cache: &Cache, max: usize) -> Result<usize> {
+pub async fn drain<C>(db: &C, cache: &Cache, max: usize) -> Result<usize>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
     let key = cache.key(SPOOL);
     let mut written = 0;
     while written < max {

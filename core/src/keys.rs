@@ -3,10 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use entities::{api_key_stores, api_keys, stores, tenants};
+use sea_orm::TransactionSession as _;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, ConnectionTrait, DatabaseConnection,
-    EntityTrait as _, QueryFilter as _, QueryOrder as _, TransactionTrait as _,
+    EntityTrait as _, QueryFilter as _, QueryOrder as _, TransactionTrait,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -85,8 +86,8 @@ fn generate(role: Role) -> String {
 
 /// Issues a key within `tenant_id`, all or nothing. Store ids must belong to the tenant; a
 /// disabled store gets no new keys.
-pub async fn issue(
-    db: &DatabaseConnection,
+pub async fn issue<C: TransactionTrait>(
+    db: &C,
     hasher: &ApiKeyHasher,
     tenant_id: Uuid,
     scope: KeyScope,
@@ -235,7 +236,7 @@ pub async fn get<C: ConnectionTrait>(db: &C, tenant_id: Uuid, id: Uuid) -> Resul
 }
 
 /// Revokes a key: its tokens stop working at once. Revoking a revoked key changes nothing.
-pub async fn revoke(db: &DatabaseConnection, tenant_id: Uuid, id: Uuid) -> Result<ApiKeyView> {
+pub async fn revoke<C: ConnectionTrait>(db: &C, tenant_id: Uuid, id: Uuid) -> Result<ApiKeyView> {
     find(db, tenant_id, id).await?;
     api_keys::Entity::update_many()
         .col_expr(api_keys::Column::RevokedAt, Expr::current_timestamp())
@@ -248,8 +249,8 @@ pub async fn revoke(db: &DatabaseConnection, tenant_id: Uuid, id: Uuid) -> Resul
 }
 
 /// Replaces a key with a new one of the same scope and revokes the old one, atomically.
-pub async fn rotate(
-    db: &DatabaseConnection,
+pub async fn rotate<C: TransactionTrait>(
+    db: &C,
     hasher: &ApiKeyHasher,
     tenant_id: Uuid,
     id: Uuid,

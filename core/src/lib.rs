@@ -1,5 +1,7 @@
 //! iMark's domain on Postgres and Redis. `api` and `worker` are thin shells around it.
 
+pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod cdn;
@@ -14,9 +16,11 @@ pub mod ids;
 pub mod jobs;
 pub mod keys;
 pub mod marks;
+pub mod metrics;
 pub mod modes;
 pub mod policy;
 pub mod principal;
+pub mod reports;
 pub mod shutdown;
 pub mod stores;
 pub mod telemetry;

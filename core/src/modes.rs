@@ -12,6 +12,7 @@ use truemark::client::ExchangeRecord;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::audit;
 use crate::cdn::CdnGroup;
 use crate::error::{Error, Result};
 use crate::ids::utc;
@@ -141,13 +142,30 @@ pub async fn switch(
         == 1;
     if flipped {
         let evidence = serde_json::to_value(exchanges).map_err(Error::internal)?;
+        let transition_id = Uuid::now_v7();
+        let mut entry = audit::Entry::of(
+            audit::Kind::Mode,
+            None,
+            serde_json::json!({
+                "transition_id": transition_id,
+                "base_url": group.base_key(),
+                "region": group.region(),
+                "from": from.as_str(),
+                "to": to.as_str(),
+                "reason": reason.as_str(),
+                "exchanges": evidence,
+            }),
+        );
+        entry.actor = Some("system".to_owned());
+        entry.mode = Some(to.as_str().to_owned());
+        audit::append(&txn, tenant_id, entry).await?;
         txn.execute_raw(Statement::from_sql_and_values(
             backend,
             "INSERT INTO mode_transitions \
              (id, tenant_id, base_url, region, from_mode, to_mode, reason, exchanges) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             [
-                Uuid::now_v7().into(),
+                transition_id.into(),
                 tenant_id.into(),
                 group.base_key().into(),
                 group.region().into(),

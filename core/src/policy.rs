@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use entities::policies;
 use sea_orm::{
-    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, DatabaseConnection,
+    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, ConnectionTrait, DatabaseConnection,
     EntityTrait as _, QueryFilter as _,
 };
 use serde::{Deserialize, Serialize};
@@ -84,6 +84,14 @@ impl Criterion {
         Self::CodeNotNormalised,
         Self::CheckUnavailable,
     ];
+
+    /// The criterion's name, as in answers and the audit log (`not_found`, `expired`, ...).
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
 
     /// What the cashier reads, in Russian.
     pub fn message(self) -> &'static str {
@@ -301,8 +309,8 @@ pub async fn get(db: &DatabaseConnection, tenant_id: Uuid, scope: Scope) -> Resu
 }
 
 /// Stores the policy at `scope`, replacing what was there.
-pub async fn put(
-    db: &DatabaseConnection,
+pub async fn put<C: ConnectionTrait>(
+    db: &C,
     tenant_id: Uuid,
     scope: Scope,
     preset: Preset,
@@ -349,8 +357,8 @@ pub async fn put(
     Ok(view(scope, &rules_of(&model), Some(utc(model.updated_at))))
 }
 
-async fn find(
-    db: &DatabaseConnection,
+async fn find<C: ConnectionTrait>(
+    db: &C,
     tenant_id: Uuid,
     scope: Scope,
 ) -> Result<Option<policies::Model>> {

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use entities::stores;
 use sea_orm::{
-    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, DatabaseConnection,
+    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, ConnectionTrait, DatabaseConnection,
     EntityTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect as _,
 };
 use serde::Serialize;
@@ -56,7 +56,8 @@ pub struct StoreQuery {
     pub limit: u64,
 }
 
-pub async fn create(db: &DatabaseConnection, tenant_id: Uuid, new: NewStore) -> Result<Store> {
+/// Creates a store; `db` may be a transaction of the caller's.
+pub async fn create<C: ConnectionTrait>(db: &C, tenant_id: Uuid, new: NewStore) -> Result<Store> {
     let code = ids::text("code", &new.code, 64)?;
     let model = stores::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -116,8 +117,8 @@ pub async fn get(
 }
 
 /// Changes a store. Disabling it stops every token of its keys at once.
-pub async fn update(
-    db: &DatabaseConnection,
+pub async fn update<C: ConnectionTrait>(
+    db: &C,
     tenant_id: Uuid,
     id: Uuid,
     changes: StoreChanges,
@@ -151,7 +152,7 @@ pub async fn exists(db: &DatabaseConnection, tenant_id: Uuid, id: Uuid) -> Resul
     }
 }
 
-async fn find(db: &DatabaseConnection, tenant_id: Uuid, id: Uuid) -> Result<stores::Model> {
+async fn find<C: ConnectionTrait>(db: &C, tenant_id: Uuid, id: Uuid) -> Result<stores::Model> {
     stores::Entity::find_by_id(id)
         .filter(stores::Column::TenantId.eq(tenant_id))
         .one(db)

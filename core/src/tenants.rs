@@ -2,9 +2,10 @@
 
 use chrono::{DateTime, Utc};
 use entities::tenants;
+use sea_orm::TransactionSession as _;
 use sea_orm::{
-    ActiveModelTrait as _, ActiveValue::Set, DatabaseConnection, EntityTrait as _, QueryOrder as _,
-    QuerySelect as _, TransactionTrait as _,
+    ActiveModelTrait as _, ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait as _,
+    QueryOrder as _, QuerySelect as _, TransactionTrait,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -41,9 +42,10 @@ pub struct TenantChanges {
     pub status: Option<Status>,
 }
 
-/// Creates a tenant and its first HQ admin key in one transaction.
-pub async fn create(
-    db: &DatabaseConnection,
+/// Creates a tenant and its first HQ admin key in one transaction (a savepoint when `db` is the
+/// caller's transaction).
+pub async fn create<C: TransactionTrait>(
+    db: &C,
     hasher: &ApiKeyHasher,
     name: &str,
     inn: Option<&str>,
@@ -95,7 +97,11 @@ pub async fn get(db: &DatabaseConnection, id: Uuid) -> Result<Tenant> {
 }
 
 /// Changes a tenant's name, ИНН or status. Disabling a tenant stops every token of its keys.
-pub async fn update(db: &DatabaseConnection, id: Uuid, changes: TenantChanges) -> Result<Tenant> {
+pub async fn update<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    changes: TenantChanges,
+) -> Result<Tenant> {
     let mut model: tenants::ActiveModel = find(db, id).await?.into();
     if let Some(name) = changes.name {
         model.name = Set(ids::text("name", &name, 200)?);
@@ -111,8 +117,8 @@ pub async fn update(db: &DatabaseConnection, id: Uuid, changes: TenantChanges) -
 }
 
 /// Issues one more HQ admin key, e.g. when the first one was lost.
-pub async fn issue_hq_key(
-    db: &DatabaseConnection,
+pub async fn issue_hq_key<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
     hasher: &ApiKeyHasher,
     id: Uuid,
     name: &str,
@@ -121,7 +127,7 @@ pub async fn issue_hq_key(
     keys::issue(db, hasher, id, KeyScope::HqAdmin, name, "platform").await
 }
 
-async fn find(db: &DatabaseConnection, id: Uuid) -> Result<tenants::Model> {
+async fn find<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<tenants::Model> {
     tenants::Entity::find_by_id(id)
         .one(db)
         .await?

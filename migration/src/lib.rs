@@ -29,6 +29,7 @@ mod m20261203_000002_cdn;
 mod m20261203_000003_job_runs;
 mod m20261203_000004_documents;
 mod m20261203_000005_partial_sale;
+mod m20261203_000006_audit;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000003_job_runs::Migration),
             Box::new(m20261203_000004_documents::Migration),
             Box::new(m20261203_000005_partial_sale::Migration),
+            Box::new(m20261203_000006_audit::Migration),
         ]
     }
 }

@@ -72,10 +72,12 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    Worker::connect(&config, WorkerOptions::default())
-        .await?
-        .serve(shutdown)
-        .await
+    let worker = Worker::connect(&config, WorkerOptions::default()).await?;
+    let _metrics = match config.metrics_addr {
+        Some(addr) => Some(imark_core::metrics::Exporter::bind(addr).await?.spawn()),
+        None => None,
+    };
+    worker.serve(shutdown).await
 }
 
 /// One process' jobs, connected and ready to serve.
@@ -87,6 +89,8 @@ pub struct Worker {
     /// Tells this process' apalis workers from every other's: apalis-redis refuses a worker
     /// name it has seen in the last minutes, even one of a worker that stopped cleanly.
     instance: String,
+    /// Months of evidence kept before their partitions are dropped.
+    retention_months: u32,
 }
 
 impl Worker {
@@ -117,6 +121,7 @@ impl Worker {
             queues,
             options,
             instance: instance_name(),
+            retention_months: config.evidence_retention_months,
         })
     }
 
@@ -192,6 +197,13 @@ impl Worker {
             monitor = self.consume(monitor, job)?;
         }
         let (stop, stopping) = tokio::sync::watch::channel(false);
+        let counter = imark_core::metrics::is_installed()
+            .then(|| tokio::spawn(count_modes(self.runner.db().clone(), stopping.clone())));
+        let maintainer = tokio::spawn(maintain_evidence(
+            self.runner.db().clone(),
+            self.retention_months,
+            stopping.clone(),
+        ));
         let drainer = tokio::spawn(drain_evidence(
             self.runner.db().clone(),
             self.runner.cache().clone(),
@@ -209,8 +221,16 @@ impl Worker {
             })
             .await
             .context("running the job workers");
+        if let Err(e) = maintainer.await {
+            tracing::error!(error.message = %e, "the evidence maintenance ended abnormally");
+        }
         if let Err(e) = drainer.await {
             tracing::error!(error.message = %e, "the evidence drain ended abnormally");
+        }
+        if let Some(counter) = counter
+            && let Err(e) = counter.await
+        {
+            tracing::error!(error.message = %e, "the mode count ended abnormally");
         }
         served?;
         tracing::info!(worker.instance = %self.instance, "worker stopped");
@@ -316,6 +336,7 @@ async fn on_run(
         }
         Ok(_) => return Ok(()),
         Err(e) => {
+            imark_core::metrics::job_failure(run.job, "record");
             tracing::error!(
                 job = run.job.as_str(),
                 cdn.group = %group,
@@ -382,6 +403,38 @@ fn instance_name() -> String {
     format!("{host}-{}-{}", std::process::id(), &random[..8])
 }
 
+/// How often the evidence tables get their coming months' partitions and lose the months past
+/// retention.
+const EVIDENCE_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Keeps the evidence tables' monthly partitions made ahead and drops the months past
+/// `retention_months`, until `stopping` turns true.
+async fn maintain_evidence(
+    db: sea_orm::DatabaseConnection,
+    retention_months: u32,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(EVIDENCE_MAINTENANCE_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stopping.changed() => return,
+        }
+        let now = Utc::now();
+        if let Err(e) = imark_core::audit::partitions::ensure(&db, now).await {
+            tracing::warn!(error.message = %e, "evidence partitions not made");
+        }
+        match imark_core::audit::partitions::apply_retention(&db, now, retention_months).await {
+            Ok(dropped) if !dropped.is_empty() => {
+                tracing::info!(months = dropped.len(), "evidence past retention dropped");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error.message = %e, "evidence retention not applied"),
+        }
+    }
+}
+
 /// How often spooled evidence is written to Postgres.
 const EVIDENCE_DRAIN_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -404,6 +457,25 @@ async fn drain_evidence(
             Ok(0) => {}
             Ok(written) => tracing::info!(written, "spooled evidence written"),
             Err(e) => tracing::warn!(error.message = %e, "spooled evidence not written yet"),
+        }
+    }
+}
+
+/// Keeps the gauge of tenants in no-check mode current, until `stopping` turns true. Counted
+/// from Postgres, so every replica reports the same number whichever replica switched a mode.
+async fn count_modes(
+    db: sea_orm::DatabaseConnection,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(imark_core::metrics::MODES_COUNT_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stopping.changed() => return,
+        }
+        if let Err(e) = imark_core::metrics::count_tenants_without_checks(&db).await {
+            tracing::warn!(error.message = %e, "tenants in no-check mode not counted");
         }
     }
 }

@@ -160,5 +160,6 @@ fn context<'a>(state: &'a AppState, caller: &Principal) -> Result<Context<'a>, A
         master_keys: &state.master_keys,
         tenant_id: caller.tenant()?,
         store_id,
+        actor: imark_core::audit::actor(caller),
     })
 }

@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use imark_core::audit::AdminChange;
 use imark_core::auth::Role;
 use imark_core::keys::{self, ApiKeyView, IssuedKey, KeyScope};
 use serde::{Deserialize, Serialize};
@@ -74,15 +75,26 @@ async fn issue_key(
     caller.require(&[Role::HqAdmin])?;
     let scope = scope(&body)?;
     let created_by = format!("key:{}", caller.api_key_id.unwrap_or_default());
+    let tenant_id = caller.tenant()?;
+    let change = AdminChange::begin(&state.db).await?;
     let issued = keys::issue(
-        &state.db,
+        change.db(),
         &state.hasher,
-        caller.tenant()?,
+        tenant_id,
         scope,
         &body.name,
         &created_by,
     )
     .await?;
+    change
+        .commit(
+            &caller,
+            tenant_id,
+            "key.issued",
+            issued.key.store_id,
+            &issued.key,
+        )
+        .await?;
     tracing::info!(key.id = %issued.key.id, role = issued.key.role.as_str(), "key issued");
     Ok((StatusCode::CREATED, Json(issued)))
 }
@@ -158,7 +170,12 @@ async fn revoke_key(
     Path(id): Path<Uuid>,
 ) -> Result<Json<ApiKeyView>, ApiError> {
     caller.require(&[Role::HqAdmin])?;
-    let key = keys::revoke(&state.db, caller.tenant()?, id).await?;
+    let tenant_id = caller.tenant()?;
+    let change = AdminChange::begin(&state.db).await?;
+    let key = keys::revoke(change.db(), tenant_id, id).await?;
+    change
+        .commit(&caller, tenant_id, "key.revoked", key.store_id, &key)
+        .await?;
     tracing::info!(key.id = %key.id, "key revoked");
     Ok(Json(key))
 }
@@ -180,7 +197,19 @@ async fn rotate_key(
 ) -> Result<(StatusCode, Json<IssuedKey>), ApiError> {
     caller.require(&[Role::HqAdmin])?;
     let created_by = format!("key:{}", caller.api_key_id.unwrap_or_default());
-    let issued = keys::rotate(&state.db, &state.hasher, caller.tenant()?, id, &created_by).await?;
+    let tenant_id = caller.tenant()?;
+    let change = AdminChange::begin(&state.db).await?;
+    let issued = keys::rotate(change.db(), &state.hasher, tenant_id, id, &created_by).await?;
+    let details = serde_json::json!({ "replaced": id, "key": issued.key });
+    change
+        .commit(
+            &caller,
+            tenant_id,
+            "key.rotated",
+            issued.key.store_id,
+            &details,
+        )
+        .await?;
     tracing::info!(key.id = %id, replaced_by = %issued.key.id, "key rotated");
     Ok((StatusCode::CREATED, Json(issued)))
 }

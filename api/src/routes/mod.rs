@@ -1,5 +1,6 @@
 //! One module per resource; each owns its routes.
 
+pub mod audit;
 pub mod documents;
 pub mod health;
 pub mod keys;

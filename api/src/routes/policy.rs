@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
+use imark_core::audit::AdminChange;
 use imark_core::auth::Role;
 use imark_core::policy::{self, Action, Criterion, PolicyView, Preset, Scope};
 use imark_core::stores;
@@ -107,7 +108,12 @@ async fn put_policy(
         store_id: query.store_id,
         product_group: query.product_group,
     };
-    let view = policy::put(&state.db, tenant_id, scope, body.preset, body.overrides).await?;
+    let change = AdminChange::begin(&state.db).await?;
+    let view = policy::put(change.db(), tenant_id, scope, body.preset, body.overrides).await?;
+    let details = serde_json::json!({ "product_group": query.product_group, "policy": view });
+    change
+        .commit(&caller, tenant_id, "policy.set", query.store_id, &details)
+        .await?;
     tracing::info!(preset = body.preset.as_str(), "policy stored");
     Ok(Json(view))
 }

@@ -3,6 +3,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use imark_core::audit::AdminChange;
 use imark_core::auth::Role;
 use imark_core::ids::Status;
 use imark_core::stores::{self, NewStore, Store, StoreChanges, StoreQuery};
@@ -112,7 +113,12 @@ async fn create_store(
         inn: body.inn,
         kpp: body.kpp,
     };
-    let store = stores::create(&state.db, caller.tenant()?, new).await?;
+    let tenant_id = caller.tenant()?;
+    let change = AdminChange::begin(&state.db).await?;
+    let store = stores::create(change.db(), tenant_id, new).await?;
+    change
+        .commit(&caller, tenant_id, "store.created", Some(store.id), &store)
+        .await?;
     tracing::info!(store.id = %store.id, "store created");
     Ok((StatusCode::CREATED, Json(store)))
 }
@@ -196,7 +202,12 @@ async fn update_store(
         kpp: body.kpp,
         status: body.status,
     };
-    let store = stores::update(&state.db, caller.tenant()?, id, changes).await?;
+    let tenant_id = caller.tenant()?;
+    let change = AdminChange::begin(&state.db).await?;
+    let store = stores::update(change.db(), tenant_id, id, changes).await?;
+    change
+        .commit(&caller, tenant_id, "store.updated", Some(store.id), &store)
+        .await?;
     tracing::info!(store.id = %store.id, status = store.status.as_str(), "store updated");
     Ok(Json(store))
 }

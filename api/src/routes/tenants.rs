@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use imark_core::audit::AdminChange;
 use imark_core::auth::Role;
 use imark_core::ids::Status;
 use imark_core::keys::IssuedKey;
@@ -98,8 +99,19 @@ async fn create_tenant(
     Json(body): Json<CreateTenant>,
 ) -> Result<(StatusCode, Json<OnboardedTenant>), ApiError> {
     caller.require(&[Role::Platform])?;
+    let change = AdminChange::begin(&state.db).await?;
     let onboarded =
-        tenants::create(&state.db, &state.hasher, &body.name, body.inn.as_deref()).await?;
+        tenants::create(change.db(), &state.hasher, &body.name, body.inn.as_deref()).await?;
+    let details = serde_json::json!({ "tenant": onboarded.tenant, "hq_key": onboarded.hq_key.key });
+    change
+        .commit(
+            &caller,
+            onboarded.tenant.id,
+            "tenant.created",
+            None,
+            &details,
+        )
+        .await?;
     tracing::info!(tenant.id = %onboarded.tenant.id, "tenant created");
     Ok((StatusCode::CREATED, Json(onboarded)))
 }
@@ -173,7 +185,12 @@ async fn update_tenant(
         inn: body.inn,
         status: body.status,
     };
-    Ok(Json(tenants::update(&state.db, id, changes).await?))
+    let change = AdminChange::begin(&state.db).await?;
+    let tenant = tenants::update(change.db(), id, changes).await?;
+    change
+        .commit(&caller, id, "tenant.updated", None, &tenant)
+        .await?;
+    Ok(Json(tenant))
 }
 
 /// Issues another HQ admin key for a tenant, e.g. when the first was lost (platform operator).
@@ -195,7 +212,11 @@ async fn issue_hq_key(
 ) -> Result<(StatusCode, Json<IssuedKey>), ApiError> {
     caller.require(&[Role::Platform])?;
     let name = body.name.as_deref().unwrap_or("HQ key");
-    let issued = tenants::issue_hq_key(&state.db, &state.hasher, id, name).await?;
+    let change = AdminChange::begin(&state.db).await?;
+    let issued = tenants::issue_hq_key(change.db(), &state.hasher, id, name).await?;
+    change
+        .commit(&caller, id, "key.issued", None, &issued.key)
+        .await?;
     Ok((StatusCode::CREATED, Json(issued)))
 }
 

@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::NaiveDate;
+use imark_core::audit::AdminChange;
 use imark_core::auth::Role;
 use imark_core::credentials::{self, CredentialsView, NewCredentials, SettingsView};
 use imark_core::principal::Principal;
@@ -113,7 +114,13 @@ async fn put_settings(
         key_expires_on: body.key_expires_on,
     };
     let allow_local = state.failover.settings().allow_local_urls;
-    let view = credentials::put(&state.db, &state.master_keys, tenant_id, new, allow_local).await?;
+    let store_id = new.store_id;
+    let change = AdminChange::begin(&state.db).await?;
+    let view =
+        credentials::put(change.db(), &state.master_keys, tenant_id, new, allow_local).await?;
+    change
+        .commit(&caller, tenant_id, "truemark.key_set", store_id, &view)
+        .await?;
     tracing::info!(store.override = ?body.store_id, "ЧЗ settings stored");
     Ok(Json(view))
 }
@@ -159,7 +166,19 @@ async fn delete_settings(
     Query(query): Query<StoreParam>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(&[Role::HqAdmin])?;
-    credentials::delete(&state.db, caller.tenant()?, query.store_id).await?;
+    let tenant_id = caller.tenant()?;
+    let change = AdminChange::begin(&state.db).await?;
+    credentials::delete(change.db(), tenant_id, query.store_id).await?;
+    let details = serde_json::json!({ "store_id": query.store_id });
+    change
+        .commit(
+            &caller,
+            tenant_id,
+            "truemark.key_removed",
+            query.store_id,
+            &details,
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,0 +1,955 @@
+//! The tamper-evident audit log. Every store's records form one hash chain, and each tenant has
+//! one more (the nil chain) for what concerns no single store: mode changes and tenant-wide
+//! admin actions. A record is hashed as `SHA-256(previous hash ‖ seq ‖ µs since the epoch ‖
+//! content)`, where `content` is the record's JSON exactly as stored; Postgres appends it (the
+//! `audit_append` function) under the chain's head row, and refuses updates and deletes.
+//!
+//! [`verify`] recomputes a chain over a period and names the first broken link: an altered,
+//! missing or reordered record, a column that disagrees with the hashed content, or a ЧЗ
+//! exchange whose stored bytes no longer match the digest its record holds.
+
+pub mod export;
+pub mod partitions;
+
+use chrono::{DateTime, SubsecRound as _, Utc};
+use sea_orm::{ConnectionTrait, FromQueryResult, Statement, Value as SqlValue};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::evidence::ExchangeRow;
+use crate::principal::{Principal, StoreScope};
+
+/// The chain of what concerns a whole tenant rather than one store.
+pub const TENANT_CHAIN: Uuid = Uuid::nil();
+
+/// The hash a chain's first record points back to.
+const GENESIS: [u8; 32] = [0; 32];
+
+/// What a record speaks of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A POS document decided: what was asked, and the answer the cashier got.
+    Document,
+    /// A sale voided after its receipt failed.
+    Void,
+    /// One exchange with ЧЗ, by the digest of its stored bytes.
+    Exchange,
+    /// The tenant's check mode changed (online ↔ no-check), with the exchanges that caused it.
+    Mode,
+    /// An administrative change: keys, stores, policies, ЧЗ keys, tenants.
+    Admin,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Document => "document",
+            Self::Void => "void",
+            Self::Exchange => "exchange",
+            Self::Mode => "mode",
+            Self::Admin => "admin",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "document" => Self::Document,
+            "void" => Self::Void,
+            "exchange" => Self::Exchange,
+            "mode" => Self::Mode,
+            "admin" => Self::Admin,
+            _ => return None,
+        })
+    }
+}
+
+/// One record to append. The searchable fields are hashed with the body, so a query column
+/// edited in place no longer matches what was signed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub kind: Kind,
+    pub store_id: Option<Uuid>,
+    pub document_id: Option<Uuid>,
+    pub exchange_id: Option<Uuid>,
+    /// Who did it: `<role>:<key id>`, `platform`, or `system`.
+    pub actor: Option<String>,
+    /// For admin records, what was done (`key.issued`, `store.updated`, ...).
+    pub action: Option<String>,
+    pub verdict: Option<String>,
+    pub mode: Option<String>,
+    pub req_id: Option<String>,
+    #[serde(default)]
+    pub cis: Vec<String>,
+    #[serde(default)]
+    pub criteria: Vec<String>,
+    pub body: Value,
+}
+
+impl Entry {
+    fn new(kind: Kind, store_id: Option<Uuid>, body: Value) -> Self {
+        Self {
+            kind,
+            store_id,
+            document_id: None,
+            exchange_id: None,
+            actor: None,
+            action: None,
+            verdict: None,
+            mode: None,
+            req_id: None,
+            cis: Vec::new(),
+            criteria: Vec::new(),
+            body,
+        }
+    }
+
+    /// The record of one ЧЗ exchange: its metadata and the digest of its stored row.
+    pub fn exchange(row: &ExchangeRow) -> Self {
+        let mut entry = Self::new(
+            Kind::Exchange,
+            row.store_id,
+            serde_json::json!({
+                "digest": hex::encode(exchange_digest(row)),
+                "endpoint": row.endpoint,
+                "url": row.url,
+                "started_at": row.started_at.trunc_subsecs(6),
+                "duration_ms": row.duration_ms,
+                "http_status": row.http_status,
+                "error": row.error,
+            }),
+        );
+        entry.document_id = row.document_id;
+        entry.exchange_id = Some(row.id);
+        entry.req_id.clone_from(&row.req_id);
+        entry.actor = Some("system".to_owned());
+        entry
+    }
+
+    /// An administrative change by `principal`.
+    pub fn admin(
+        principal: &Principal,
+        action: &str,
+        store_id: Option<Uuid>,
+        details: Value,
+    ) -> Self {
+        let mut entry = Self::new(Kind::Admin, store_id, details);
+        entry.actor = Some(actor(principal));
+        entry.action = Some(action.to_owned());
+        entry
+    }
+
+    pub fn with_document(mut self, document_id: Uuid) -> Self {
+        self.document_id = Some(document_id);
+        self
+    }
+
+    /// A record of `kind` with `body`, about `store_id` (or the whole tenant).
+    pub fn of(kind: Kind, store_id: Option<Uuid>, body: Value) -> Self {
+        Self::new(kind, store_id, body)
+    }
+}
+
+/// An administrative change and its audit record, committed together: the change is kept
+/// exactly when its record is.
+pub struct AdminChange {
+    txn: sea_orm::DatabaseTransaction,
+}
+
+impl AdminChange {
+    pub async fn begin(db: &sea_orm::DatabaseConnection) -> Result<Self> {
+        Ok(Self {
+            txn: sea_orm::TransactionTrait::begin(db).await?,
+        })
+    }
+
+    /// Where the change is made.
+    pub fn db(&self) -> &sea_orm::DatabaseTransaction {
+        &self.txn
+    }
+
+    /// Records `action` by `principal` on `tenant_id` (and `store_id`, whose chain then holds
+    /// it), with `details` — never a secret — and commits.
+    pub async fn commit(
+        self,
+        principal: &Principal,
+        tenant_id: Uuid,
+        action: &str,
+        store_id: Option<Uuid>,
+        details: &impl Serialize,
+    ) -> Result<()> {
+        let details = serde_json::to_value(details).map_err(Error::internal)?;
+        append(
+            &self.txn,
+            tenant_id,
+            Entry::admin(principal, action, store_id, details),
+        )
+        .await?;
+        sea_orm::TransactionSession::commit(self.txn).await?;
+        Ok(())
+    }
+}
+
+/// How a caller is named in the log.
+pub fn actor(principal: &Principal) -> String {
+    match principal.api_key_id {
+        Some(id) => format!("{}:{id}", principal.role.as_str()),
+        None => principal.role.as_str().to_owned(),
+    }
+}
+
+/// What is hashed: the entry with the tenant and chain it belongs to.
+#[derive(Serialize, Deserialize)]
+struct Content {
+    tenant_id: Uuid,
+    chain: Uuid,
+    #[serde(flatten)]
+    entry: Entry,
+}
+
+/// Where an appended record landed.
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct Appended {
+    pub seq: i64,
+    pub at: DateTime<chrono::FixedOffset>,
+    pub hash: Vec<u8>,
+}
+
+/// Appends `entry` to its chain (its store's, or the tenant's), inside the caller's transaction
+/// when it has one: the record exists exactly when what it records does.
+pub async fn append<C: ConnectionTrait>(db: &C, tenant_id: Uuid, entry: Entry) -> Result<Appended> {
+    let chain = entry.store_id.unwrap_or(TENANT_CHAIN);
+    let content = Content {
+        tenant_id,
+        chain,
+        entry,
+    };
+    let text = serde_json::to_string(&content).map_err(Error::internal)?;
+    let entry = content.entry;
+    let appended = Appended::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT seq, at, hash FROM audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+             $12, $13::text[], $14::text[], $15)",
+        [
+            Uuid::now_v7().into(),
+            tenant_id.into(),
+            chain.into(),
+            entry.kind.as_str().into(),
+            entry.store_id.into(),
+            entry.document_id.into(),
+            entry.exchange_id.into(),
+            entry.actor.into(),
+            entry.action.into(),
+            entry.verdict.into(),
+            entry.mode.into(),
+            entry.req_id.into(),
+            entry.cis.into(),
+            entry.criteria.into(),
+            text.into(),
+        ],
+    ))
+    .one(db)
+    .await?
+    .ok_or_else(|| Error::internal(anyhow::anyhow!("audit_append returned no row")))?;
+    Ok(appended)
+}
+
+/// The digest of an exchange as stored: every column, each length-prefixed, so no two rows
+/// share one. Times count to the microsecond, as Postgres keeps them.
+pub fn exchange_digest(row: &ExchangeRow) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    let mut field = |value: Option<&[u8]>| match value {
+        None => hasher.update([0]),
+        Some(bytes) => {
+            hasher.update([1]);
+            hasher.update((bytes.len() as u64).to_be_bytes());
+            hasher.update(bytes);
+        }
+    };
+    let id = row.id.as_bytes().to_vec();
+    let tenant = row.tenant_id.as_bytes().to_vec();
+    let store = row.store_id.map(|s| s.as_bytes().to_vec());
+    let document = row.document_id.map(|d| d.as_bytes().to_vec());
+    let started = row.started_at.timestamp_micros().to_be_bytes();
+    let duration = row.duration_ms.to_be_bytes();
+    let status = row.http_status.map(i32::to_be_bytes);
+    field(Some(&id));
+    field(Some(&tenant));
+    field(store.as_deref());
+    field(document.as_deref());
+    field(Some(row.endpoint.as_bytes()));
+    field(Some(row.method.as_bytes()));
+    field(Some(row.url.as_bytes()));
+    field(Some(&started));
+    field(Some(&duration));
+    field(status.as_ref().map(<[u8; 4]>::as_slice));
+    field(row.req_id.as_deref().map(str::as_bytes));
+    field(row.request_body.as_deref().map(str::as_bytes));
+    field(row.answer_body.as_deref().map(str::as_bytes));
+    field(row.error.as_deref().map(str::as_bytes));
+    hasher.finalize().into()
+}
+
+fn link_hash(prev: &[u8], seq: i64, at: DateTime<Utc>, content: &str) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(prev);
+    hasher.update(seq.to_be_bytes());
+    hasher.update(at.timestamp_micros().to_be_bytes());
+    hasher.update(content.as_bytes());
+    hasher.finalize().into()
+}
+
+/// A stored record, as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Record {
+    pub id: Uuid,
+    /// The store whose chain holds the record; `null` for the tenant's own chain.
+    pub store_id: Option<Uuid>,
+    /// The record's place in its chain, from 1.
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub kind: Kind,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub document_id: Option<Uuid>,
+    pub exchange_id: Option<Uuid>,
+    pub verdict: Option<String>,
+    pub mode: Option<String>,
+    pub req_id: Option<String>,
+    pub cis: Vec<String>,
+    pub criteria: Vec<String>,
+    /// What the record says, as hashed.
+    #[schema(value_type = Object)]
+    pub body: Value,
+    /// SHA-256 of this record, hex.
+    pub hash: String,
+    /// SHA-256 of the record before it in the chain, hex.
+    pub prev_hash: String,
+}
+
+#[derive(Debug, Clone, FromQueryResult)]
+struct Row {
+    id: Uuid,
+    tenant_id: Uuid,
+    chain: Uuid,
+    seq: i64,
+    at: DateTime<chrono::FixedOffset>,
+    kind: String,
+    store_id: Option<Uuid>,
+    document_id: Option<Uuid>,
+    exchange_id: Option<Uuid>,
+    actor: Option<String>,
+    action: Option<String>,
+    verdict: Option<String>,
+    mode: Option<String>,
+    req_id: Option<String>,
+    cis: Vec<String>,
+    criteria: Vec<String>,
+    content: String,
+    prev_hash: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+const COLUMNS: &str = "id, tenant_id, chain, seq, at, kind, store_id, document_id, exchange_id, \
+     actor, action, verdict, mode, req_id, cis, criteria, content, prev_hash, hash";
+
+impl Row {
+    fn at(&self) -> DateTime<Utc> {
+        self.at.with_timezone(&Utc)
+    }
+
+    /// The hashed content, when it parses and agrees with every query column.
+    fn content(&self) -> Option<Content> {
+        let content: Content = serde_json::from_str(&self.content).ok()?;
+        let entry = &content.entry;
+        let agrees = content.tenant_id == self.tenant_id
+            && content.chain == self.chain
+            && entry.kind.as_str() == self.kind
+            && entry.store_id == self.store_id
+            && entry.document_id == self.document_id
+            && entry.exchange_id == self.exchange_id
+            && entry.actor == self.actor
+            && entry.action == self.action
+            && entry.verdict == self.verdict
+            && entry.mode == self.mode
+            && entry.req_id == self.req_id
+            && entry.cis == self.cis
+            && entry.criteria == self.criteria;
+        agrees.then_some(content)
+    }
+
+    fn view(self) -> Record {
+        let body = serde_json::from_str::<Content>(&self.content)
+            .map(|c| c.entry.body)
+            .unwrap_or(Value::Null);
+        Record {
+            id: self.id,
+            store_id: (self.chain != TENANT_CHAIN).then_some(self.chain),
+            seq: self.seq,
+            at: self.at(),
+            kind: Kind::parse(&self.kind).unwrap_or(Kind::Admin),
+            actor: self.actor,
+            action: self.action,
+            document_id: self.document_id,
+            exchange_id: self.exchange_id,
+            verdict: self.verdict,
+            mode: self.mode,
+            req_id: self.req_id,
+            cis: self.cis,
+            criteria: self.criteria,
+            body,
+            hash: hex::encode(&self.hash),
+            prev_hash: hex::encode(&self.prev_hash),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verification
+
+/// Why a link of a chain is broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Problem {
+    /// The record's bytes no longer give its hash: it was altered.
+    HashMismatch,
+    /// The record does not point at the one before it: something between was removed or the
+    /// order changed.
+    PrevHashMismatch,
+    /// Records are missing before this one.
+    MissingRecords,
+    /// A query column (verdict, КИ, ...) disagrees with the hashed content.
+    ColumnMismatch,
+    /// The ЧЗ exchange the record speaks of was altered.
+    ExchangeAltered,
+    /// The ЧЗ exchange the record speaks of is gone.
+    ExchangeMissing,
+    /// The chain's newest records are gone.
+    TailMissing,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BrokenLink {
+    /// The first record that does not verify (for `tail_missing`, the last one that does).
+    pub record_id: Option<Uuid>,
+    pub seq: i64,
+    pub at: Option<DateTime<Utc>>,
+    pub problem: Problem,
+    pub detail: String,
+}
+
+/// The verification of one chain over a period.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ChainVerification {
+    /// The store of the chain; `null` for the tenant's own chain.
+    pub store_id: Option<Uuid>,
+    pub records: u64,
+    pub first_seq: Option<i64>,
+    pub last_seq: Option<i64>,
+    pub ok: bool,
+    pub broken: Option<BrokenLink>,
+}
+
+const VERIFY_PAGE: u64 = 2000;
+
+/// Recomputes one chain from `from` (inclusive) to `to` (exclusive) and stops at the first
+/// broken link.
+pub async fn verify_chain<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Uuid,
+    chain: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<ChainVerification> {
+    let mut result = ChainVerification {
+        store_id: (chain != TENANT_CHAIN).then_some(chain),
+        records: 0,
+        first_seq: None,
+        last_seq: None,
+        ok: true,
+        broken: None,
+    };
+    let mut expected: Option<(i64, Vec<u8>)> = None;
+    let mut after_seq = i64::MIN;
+    loop {
+        let page = Row::find_by_statement(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            format!(
+                "SELECT {COLUMNS} FROM audit_records \
+                 WHERE tenant_id = $1 AND chain = $2 AND at >= $3 AND at < $4 AND seq > $5 \
+                 ORDER BY seq, at LIMIT $6"
+            ),
+            [
+                tenant_id.into(),
+                chain.into(),
+                from.into(),
+                to.into(),
+                after_seq.into(),
+                VERIFY_PAGE.into(),
+            ],
+        ))
+        .all(db)
+        .await?;
+        let last_page = (page.len() as u64) < VERIFY_PAGE;
+        for row in page {
+            if expected.is_none() {
+                expected = Some(predecessor(db, tenant_id, chain, row.seq).await?);
+                result.first_seq = Some(row.seq);
+            }
+            let (prev_seq, prev_hash) = expected.take().unwrap_or((0, GENESIS.to_vec()));
+            if let Some(problem) = check_link(db, &row, prev_seq, &prev_hash).await? {
+                result.ok = false;
+                result.broken = Some(BrokenLink {
+                    record_id: Some(row.id),
+                    seq: row.seq,
+                    at: Some(row.at()),
+                    problem: problem.0,
+                    detail: problem.1,
+                });
+                return Ok(result);
+            }
+            result.records += 1;
+            result.last_seq = Some(row.seq);
+            after_seq = row.seq;
+            expected = Some((row.seq, row.hash));
+        }
+        if last_page {
+            break;
+        }
+    }
+    // When the period reaches the chain's head, the newest records must all be there.
+    if let Some(head) = head(db, tenant_id, chain).await?
+        && head.at.with_timezone(&Utc) < to
+        && head.at.with_timezone(&Utc) >= from
+    {
+        let (seq, hash) = match expected {
+            Some(last) => last,
+            // Nothing of the chain is left in the period: retention may have taken all of it,
+            // and then its anchor stands for the head.
+            None => predecessor(db, tenant_id, chain, head.seq + 1).await?,
+        };
+        if seq != head.seq || hash != head.hash {
+            result.ok = false;
+            result.broken = Some(BrokenLink {
+                record_id: None,
+                seq: seq.max(0),
+                at: None,
+                problem: Problem::TailMissing,
+                detail: format!(
+                    "the chain's newest record is #{}, but the period's records end at #{}",
+                    head.seq,
+                    seq.max(0)
+                ),
+            });
+        }
+    }
+    Ok(result)
+}
+
+#[derive(Debug, FromQueryResult)]
+struct Head {
+    seq: i64,
+    hash: Vec<u8>,
+    at: DateTime<chrono::FixedOffset>,
+}
+
+async fn head<C: ConnectionTrait>(db: &C, tenant_id: Uuid, chain: Uuid) -> Result<Option<Head>> {
+    Ok(Head::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT seq, hash, at FROM audit_heads WHERE tenant_id = $1 AND chain = $2",
+        [tenant_id.into(), chain.into()],
+    ))
+    .one(db)
+    .await?)
+}
+
+/// The link a record at `seq` must continue: the record before it, the anchor retention left
+/// for it, or the chain's start. `None` in the hash when neither is there.
+async fn predecessor<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Uuid,
+    chain: Uuid,
+    seq: i64,
+) -> Result<(i64, Vec<u8>)> {
+    if seq <= 1 {
+        return Ok((0, GENESIS.to_vec()));
+    }
+    #[derive(FromQueryResult)]
+    struct Link {
+        hash: Vec<u8>,
+    }
+    let link = Link::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT hash FROM audit_records WHERE tenant_id = $1 AND chain = $2 AND seq = $3 \
+         UNION ALL \
+         SELECT hash FROM audit_anchors WHERE tenant_id = $1 AND chain = $2 AND seq = $3 \
+         LIMIT 1",
+        [tenant_id.into(), chain.into(), (seq - 1).into()],
+    ))
+    .one(db)
+    .await?;
+    Ok((seq - 1, link.map(|l| l.hash).unwrap_or_default()))
+}
+
+async fn check_link<C: ConnectionTrait>(
+    db: &C,
+    row: &Row,
+    prev_seq: i64,
+    prev_hash: &[u8],
+) -> Result<Option<(Problem, String)>> {
+    if row.seq != prev_seq + 1 {
+        return Ok(Some((
+            Problem::MissingRecords,
+            format!(
+                "record #{} follows #{prev_seq}: records #{}..#{} are missing",
+                row.seq,
+                prev_seq + 1,
+                row.seq - 1
+            ),
+        )));
+    }
+    if prev_hash.is_empty() {
+        return Ok(Some((
+            Problem::MissingRecords,
+            format!(
+                "record #{} is gone, and no anchor stands for it",
+                row.seq - 1
+            ),
+        )));
+    }
+    if row.prev_hash != prev_hash {
+        return Ok(Some((
+            Problem::PrevHashMismatch,
+            format!(
+                "record #{} does not point at record #{prev_seq} as it is stored",
+                row.seq
+            ),
+        )));
+    }
+    if link_hash(&row.prev_hash, row.seq, row.at(), &row.content).as_slice() != row.hash {
+        return Ok(Some((
+            Problem::HashMismatch,
+            format!("record #{} was changed after it was written", row.seq),
+        )));
+    }
+    let Some(content) = row.content() else {
+        return Ok(Some((
+            Problem::ColumnMismatch,
+            format!(
+                "record #{}'s columns disagree with its hashed content",
+                row.seq
+            ),
+        )));
+    };
+    if content.entry.kind == Kind::Exchange {
+        return check_exchange(db, row, &content.entry).await;
+    }
+    Ok(None)
+}
+
+async fn check_exchange<C: ConnectionTrait>(
+    db: &C,
+    row: &Row,
+    entry: &Entry,
+) -> Result<Option<(Problem, String)>> {
+    let Some(id) = entry.exchange_id else {
+        return Ok(None);
+    };
+    let stored = crate::evidence::find(db, row.tenant_id, id).await?;
+    let digest = entry.body.get("digest").and_then(Value::as_str);
+    match stored {
+        Some(exchange) => {
+            if digest != Some(hex::encode(exchange_digest(&exchange)).as_str()) {
+                return Ok(Some((
+                    Problem::ExchangeAltered,
+                    format!(
+                        "exchange {id} of record #{} was changed after it was written",
+                        row.seq
+                    ),
+                )));
+            }
+            Ok(None)
+        }
+        None => {
+            let started = entry
+                .body
+                .get("started_at")
+                .and_then(|v| serde_json::from_value::<DateTime<Utc>>(v.clone()).ok());
+            let dropped = match started {
+                Some(started) => !partitions::exchanges_month_kept(db, started).await?,
+                None => false,
+            };
+            Ok((!dropped).then(|| {
+                (
+                    Problem::ExchangeMissing,
+                    format!("exchange {id} of record #{} is gone", row.seq),
+                )
+            }))
+        }
+    }
+}
+
+/// The verification of every chain a caller may read, over a period.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Verification {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Whether every chain verified.
+    pub ok: bool,
+    pub chains: Vec<ChainVerification>,
+}
+
+/// Verifies the chains of `store_id` (or of every store the caller may read, and the tenant's
+/// own chain when it may read the whole tenant).
+pub async fn verify<C: ConnectionTrait>(
+    db: &C,
+    principal: &Principal,
+    store_id: Option<Uuid>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Verification> {
+    let tenant_id = principal.tenant()?;
+    let chains = chains_in_scope(db, tenant_id, &principal.store_scope(), store_id).await?;
+    let mut results = Vec::with_capacity(chains.len());
+    for chain in chains {
+        results.push(verify_chain(db, tenant_id, chain, from, to).await?);
+    }
+    Ok(Verification {
+        from,
+        to,
+        ok: results.iter().all(|c| c.ok),
+        chains: results,
+    })
+}
+
+/// The chains of the tenant the caller may read, narrowed to `store_id` when given.
+async fn chains_in_scope<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Uuid,
+    scope: &StoreScope,
+    store_id: Option<Uuid>,
+) -> Result<Vec<Uuid>> {
+    #[derive(FromQueryResult)]
+    struct Chain {
+        chain: Uuid,
+    }
+    let rows = Chain::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT chain FROM audit_heads WHERE tenant_id = $1 ORDER BY chain",
+        [tenant_id.into()],
+    ))
+    .all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| r.chain)
+        .filter(|&chain| match store_id {
+            Some(store) => chain == store && scope.allows(store),
+            None => match scope {
+                StoreScope::All => true,
+                StoreScope::Only(_) => chain != TENANT_CHAIN && scope.allows(chain),
+            },
+        })
+        .collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+/// What to list. Every filter narrows; none widens past the caller's scope.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub store_id: Option<Uuid>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub kind: Option<Kind>,
+    pub cis: Option<String>,
+    pub verdict: Option<String>,
+    pub criterion: Option<String>,
+    pub mode: Option<String>,
+    pub req_id: Option<String>,
+    pub document_id: Option<Uuid>,
+}
+
+/// A position in the (time, id) order of records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+/// The records of the caller's scope that pass `filter`, after `after`, oldest first.
+pub async fn list<C: ConnectionTrait>(
+    db: &C,
+    principal: &Principal,
+    filter: &Filter,
+    after: Option<Position>,
+    limit: u64,
+) -> Result<Vec<Record>> {
+    let tenant_id = principal.tenant()?;
+    let mut sql = format!("SELECT {COLUMNS} FROM audit_records WHERE tenant_id = $1");
+    let mut values: Vec<SqlValue> = vec![tenant_id.into()];
+    let mut push = |sql: &mut String, clause: &str, value: SqlValue| {
+        values.push(value);
+        sql.push_str(&clause.replace('?', &format!("${}", values.len())));
+    };
+    match principal.store_scope() {
+        StoreScope::All => {}
+        StoreScope::Only(ids) => push(&mut sql, " AND chain = ANY(?::uuid[])", ids.into()),
+    }
+    if let Some(store) = filter.store_id {
+        push(&mut sql, " AND chain = ?", store.into());
+    }
+    if let Some(from) = filter.from {
+        push(&mut sql, " AND at >= ?", from.into());
+    }
+    if let Some(to) = filter.to {
+        push(&mut sql, " AND at < ?", to.into());
+    }
+    if let Some(kind) = filter.kind {
+        push(&mut sql, " AND kind = ?", kind.as_str().into());
+    }
+    if let Some(code) = &filter.cis {
+        // A whole marking code is cut to its КИ; anything else is looked up as given.
+        let cis = truemark::code::Cis::parse(code)
+            .map_or_else(|_| code.trim().to_owned(), |cis| cis.as_str().to_owned());
+        push(&mut sql, " AND cis @> ARRAY[?::text]", cis.into());
+    }
+    if let Some(verdict) = &filter.verdict {
+        push(&mut sql, " AND verdict = ?", verdict.clone().into());
+    }
+    if let Some(criterion) = &filter.criterion {
+        push(
+            &mut sql,
+            " AND criteria @> ARRAY[?::text]",
+            criterion.clone().into(),
+        );
+    }
+    if let Some(mode) = &filter.mode {
+        push(&mut sql, " AND mode = ?", mode.clone().into());
+    }
+    if let Some(req_id) = &filter.req_id {
+        push(&mut sql, " AND req_id = ?", req_id.clone().into());
+    }
+    if let Some(document) = filter.document_id {
+        push(&mut sql, " AND document_id = ?", document.into());
+    }
+    if let Some(after) = after {
+        values.push(after.at.into());
+        let at = values.len();
+        values.push(after.id.into());
+        sql.push_str(&format!(" AND (at, id) > (${at}, ${})", values.len()));
+    }
+    values.push(limit.into());
+    sql.push_str(&format!(" ORDER BY at, id LIMIT ${}", values.len()));
+    let rows = Row::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        sql,
+        values,
+    ))
+    .all(db)
+    .await?;
+    Ok(rows.into_iter().map(Row::view).collect())
+}
+
+/// One record with what it rests on: the raw ЧЗ exchanges it speaks of.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RecordDetail {
+    #[serde(flatten)]
+    pub record: Record,
+    /// The ЧЗ exchanges of the record: its own for an exchange record, the document's for a
+    /// document record; each as sent and received.
+    pub exchanges: Vec<ExchangeRow>,
+}
+
+/// One record of the caller's scope, by id.
+pub async fn get<C: ConnectionTrait>(
+    db: &C,
+    principal: &Principal,
+    id: Uuid,
+) -> Result<RecordDetail> {
+    let tenant_id = principal.tenant()?;
+    let row = Row::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        format!("SELECT {COLUMNS} FROM audit_records WHERE id = $1 AND tenant_id = $2"),
+        [id.into(), tenant_id.into()],
+    ))
+    .one(db)
+    .await?
+    .ok_or(Error::NotFound("audit record"))?;
+    let visible = match principal.store_scope() {
+        StoreScope::All => true,
+        StoreScope::Only(ids) => ids.contains(&row.chain),
+    };
+    if !visible {
+        return Err(Error::NotFound("audit record"));
+    }
+    let exchanges = match (Kind::parse(&row.kind), row.exchange_id, row.document_id) {
+        (Some(Kind::Exchange), Some(exchange), _) => crate::evidence::find(db, tenant_id, exchange)
+            .await?
+            .into_iter()
+            .collect(),
+        (Some(Kind::Document), _, Some(document)) => {
+            crate::evidence::of_document(db, tenant_id, document).await?
+        }
+        _ => Vec::new(),
+    };
+    Ok(RecordDetail {
+        record: row.view(),
+        exchanges,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::*;
+
+    #[test]
+    fn a_link_hash_covers_every_part() {
+        let at = DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap();
+        let base = link_hash(&GENESIS, 1, at, "{}");
+        assert_ne!(base, link_hash(&[1; 32], 1, at, "{}"));
+        assert_ne!(base, link_hash(&GENESIS, 2, at, "{}"));
+        assert_ne!(
+            base,
+            link_hash(&GENESIS, 1, at + chrono::Duration::microseconds(1), "{}")
+        );
+        assert_ne!(base, link_hash(&GENESIS, 1, at, "{ }"));
+    }
+
+    #[test]
+    fn an_exchange_digest_tells_absent_from_empty() {
+        let row = ExchangeRow {
+            id: Uuid::nil(),
+            tenant_id: Uuid::nil(),
+            store_id: None,
+            document_id: None,
+            endpoint: "codes_check".into(),
+            method: "POST".into(),
+            url: "https://example.test/api/v4/true-api/codes/check".into(),
+            started_at: DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap(),
+            duration_ms: 12,
+            http_status: Some(200),
+            req_id: None,
+            request_body: None,
+            answer_body: Some(String::new()),
+            error: None,
+        };
+        let mut empty_error = row.clone();
+        empty_error.error = Some(String::new());
+        assert_ne!(exchange_digest(&row), exchange_digest(&empty_error));
+        let mut finer = row.clone();
+        finer.started_at += chrono::Duration::nanoseconds(300);
+        assert_eq!(
+            exchange_digest(&row),
+            exchange_digest(&finer),
+            "Postgres keeps microseconds"
+        );
+    }
+}
