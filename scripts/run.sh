@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Brings up iMark on this machine: Postgres and Redis, the `imark` database, development secrets
 # in imark.local.toml (made once, never committed), then the API on http://127.0.0.1:8080 with
-# the worker and the ЧЗ emulator beside it.
+# the worker and the ЧЗ emulator beside it, and a demo tenant on the emulator with requests to
+# paste (kept in imark-demo.local.toml, reused on every run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,27 +35,57 @@ grep -q '^truemark_allow_local_urls' "$config" ||
 platform_key=$(sed -n 's/^platform_key = "\(.*\)"$/\1/p' "$config")
 cargo build --locked --workspace --bins
 
-# The ЧЗ emulator with CRPT's acceptance catalogue, and the worker, run beside the API and stop
-# with it.
+# The ЧЗ emulator with CRPT's acceptance catalogue, the worker and the API run together and stop
+# together (Ctrl-C).
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 if ! (exec 3<>/dev/tcp/127.0.0.1/8480) 2>/dev/null; then
   target/debug/truemark-sandbox > /tmp/imark-sandbox.log 2>&1 &
   pids+=($!)
 fi
 IMARK_CONFIG_FILE="$config" target/debug/imark-worker > /tmp/imark-worker.log 2>&1 &
 pids+=($!)
+IMARK_CONFIG_FILE="$config" target/debug/imark-api serve > /tmp/imark-api.log 2>&1 &
+api_pid=$!
+pids+=("$api_pid")
+
+listen=$(sed -n 's/^listen_addr = "\(.*\)"$/\1/p' "$config")
+api="http://${listen:-127.0.0.1:8080}"
+# Whether /readyz answers 200 (bash's /dev/tcp: curl may be missing on a fresh machine).
+ready() (
+  exec 3<>"/dev/tcp/${listen%:*}/${listen##*:}" || exit 1
+  printf 'GET /readyz HTTP/1.0\r\nHost: %s\r\n\r\n' "$listen" >&3
+  read -r _ status _ <&3
+  [ "$status" = 200 ]
+)
+for _ in $(seq 120); do
+  ready 2>/dev/null && break
+  if ! kill -0 "$api_pid" 2>/dev/null; then
+    echo "The API stopped; its log is /tmp/imark-api.log:" >&2
+    tail -n 20 /tmp/imark-api.log >&2
+    exit 1
+  fi
+  sleep 0.5
+done
 
 cat <<TEXT
 
-iMark is starting on http://127.0.0.1:8080 (Ctrl-C stops it, the worker and the emulator).
+iMark runs on $api (Ctrl-C stops it, the worker and the emulator).
 The ЧЗ emulator (truemark-sandbox) answers on http://127.0.0.1:8480 with the key
-sandbox-api-key; its log is /tmp/imark-sandbox.log, the worker's /tmp/imark-worker.log.
-The platform operator's key (from $config):
+sandbox-api-key. Logs: /tmp/imark-api.log (followed below), /tmp/imark-worker.log,
+/tmp/imark-sandbox.log. The platform operator's key (from $config):
 
     $platform_key
 
-Next: follow "Your first store token" in README.md.
-
 TEXT
-IMARK_CONFIG_FILE="$config" target/debug/imark-api serve
+# The demo tenant, its store, ЧЗ key and store key: made once, then reused (imark-demo.local.toml).
+IMARK_CONFIG_FILE="$config" target/debug/imark-api demo --truemark-url http://127.0.0.1:8480 \
+  --api-url "$api" --state-file imark-demo.local.toml ||
+  echo "The demo tenant could not be set up (see above); the API runs on." >&2
+printf '\nNext: README.md, "Your first store token", and docs/walkthrough.md. The API log:\n\n'
+
+tail -n +1 -f --pid="$api_pid" /tmp/imark-api.log &
+pids+=($!)
+wait "$api_pid"

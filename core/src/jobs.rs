@@ -340,7 +340,10 @@ impl JobRunner {
         let result = enqueue(queued).await;
         let (outcome, detail) = match &result {
             Ok(_) => (Outcome::Ok, format!("{count} groups")),
-            Err(_) => (Outcome::Failed, format!("{count} groups not handed over")),
+            Err(_) => {
+                crate::metrics::job_failure(job, "fan_out");
+                (Outcome::Failed, format!("{count} groups not handed over"))
+            }
         };
         runs::finished(&self.db, job, None, outcome, &detail, started.elapsed()).await?;
         let duration_ms = millis(started.elapsed());
@@ -442,6 +445,7 @@ impl JobRunner {
             duration,
         };
         log(&report);
+        crate::metrics::job_run(&report);
         // Nobody listening is the usual case, not an error.
         let _ = self.reports.send(report.clone());
         Ok(Some(report))

@@ -122,6 +122,7 @@ impl Failover {
             }
             Err(error) => Err(error),
         };
+        crate::metrics::check_finished(run.tried.len(), checked.as_ref().ok().map(|r| &r.verdict));
         // Whatever failed after ЧЗ was asked, the exchanges go back to the caller as evidence.
         checked.map_err(|error| CheckFailure {
             error,
@@ -218,6 +219,7 @@ impl Failover {
             .client
             .check_codes_within(host, key, request, limit)
             .await;
+        crate::metrics::truemark_exchange(&record, outcome.kind());
         run.exchanges.push(record);
         if !matches!(outcome, Outcome::RateLimited { .. }) {
             return outcome;
@@ -230,6 +232,7 @@ impl Failover {
             .client
             .check_codes_within(host, key, request, left)
             .await;
+        crate::metrics::truemark_exchange(&record, outcome.kind());
         run.exchanges.push(record);
         outcome
     }
@@ -322,6 +325,7 @@ impl Failover {
             .client
             .check_codes_within(&host, key, request, self.settings.no_check_timeout)
             .await;
+        crate::metrics::truemark_exchange(&record, outcome.kind());
         run.exchanges.push(record);
         // Any answer, a refusal to decide included, shows ЧЗ is reachable again.
         let kind = outcome.kind();

@@ -62,6 +62,7 @@ pub async fn refresh(
     let mut discovered = false;
     if discover {
         let Exchange { outcome, record } = client.cdn_info(group.base(), key).await;
+        crate::metrics::truemark_exchange(&record, outcome.kind());
         exchanges.push(record);
         if matches!(outcome, Outcome::Unauthorized) {
             return Ok(RefreshReport::rejected(exchanges));
@@ -141,6 +142,7 @@ async fn check_one(
     key: &TrueApiKey,
 ) -> (HostHealth, ExchangeRecord) {
     let Exchange { outcome, record } = client.health_check(host, key).await;
+    crate::metrics::truemark_exchange(&record, outcome.kind());
     let millis = |d: Duration| i32::try_from(d.as_millis()).ok();
     let health = HostHealth {
         host: host.clone(),
