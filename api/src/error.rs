@@ -36,7 +36,8 @@ pub struct Problem {
     /// `document_id_reused`, `document_in_progress`, `truemark_not_configured`,
     /// `truemark_key_rejected`, `not_a_sale`, `store_code_taken`, `key_revoked`,
     /// `concurrent_update`; 413 `payload_too_large`; 415 `unsupported_media_type`; 422
-    /// `invalid_body`, `validation_failed`; 500 `internal`; 503 `unavailable`, `timeout`.
+    /// `invalid_body`, `validation_failed`; 429 `rate_limited`; 500 `internal`; 503 `unavailable`,
+    /// `timeout`.
     pub code: String,
     /// What went wrong, for a person.
     pub detail: String,
@@ -266,6 +267,18 @@ pub mod responses {
         content_type = "application/problem+json"
     )]
     pub struct PayloadTooLarge(pub Problem);
+
+    /// 429: the caller's API key has sent too many requests; every rate-limited operation
+    /// answers it.
+    #[derive(IntoResponses)]
+    #[response(
+        status = 429,
+        description = "Too many requests for this API key (`rate_limited`); send it again after \
+            the seconds in `Retry-After`",
+        content_type = "application/problem+json",
+        headers(("Retry-After" = u64, description = "Seconds to wait before sending the request again"))
+    )]
+    pub struct TooManyRequests(pub Problem);
 
     /// 415: the body is not sent as JSON.
     #[derive(IntoResponses)]

@@ -13,8 +13,13 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// How long a request body may take to arrive once the headers are in.
+/// How long a request body may take to arrive once the headers are in, unless the server put
+/// its configured [`BodyReadTimeout`] in the request's extensions.
 const BODY_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The configured time a body may take to arrive (`IMARK_BODY_READ_TIMEOUT_MS`).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyReadTimeout(pub std::time::Duration);
 
 /// A JSON body. A body that is not JSON at all is a 400 (`malformed_json`), JSON of the wrong
 /// shape a 422 (`invalid_body`), another content type a 415 and an oversized body a 413.
@@ -36,7 +41,11 @@ where
                 "send the body as `Content-Type: application/json`",
             ));
         }
-        let read = tokio::time::timeout(BODY_READ_LIMIT, Bytes::from_request(request, state));
+        let limit = request
+            .extensions()
+            .get::<BodyReadTimeout>()
+            .map_or(BODY_READ_LIMIT, |t| t.0);
+        let read = tokio::time::timeout(limit, Bytes::from_request(request, state));
         let bytes = read
             .await
             .map_err(|_| {
@@ -156,21 +165,18 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
-    let missing = || {
+    bearer(&parts.headers).ok_or_else(|| {
         ApiError::unauthorized(
             "missing_token",
             "send `Authorization: Bearer <token>`; get a token at /token",
         )
-    };
-    let value = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(missing)?
-        .to_str()
-        .map_err(|_| missing())?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(missing)?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(missing());
-    }
-    Ok(token.trim())
+    })
+}
+
+/// The token of `Authorization: Bearer <token>`, unverified.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }

@@ -9,6 +9,10 @@
 
 mod app;
 mod logs;
+mod proxy;
+mod redis_server;
 
 pub use app::{Response, TestApp};
 pub use logs::LogCapture;
+pub use proxy::CuttableProxy;
+pub use redis_server::PrivateRedis;

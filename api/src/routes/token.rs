@@ -100,7 +100,7 @@ async fn exchange(state: &AppState, headers: &HeaderMap) -> Result<Json<TokenRes
 }
 
 /// The API key from `X-API-Key` or from HTTP Basic credentials.
-fn presented_key(headers: &HeaderMap) -> Result<String, ApiError> {
+pub(crate) fn presented_key(headers: &HeaderMap) -> Result<String, ApiError> {
     let missing = || {
         ApiError::unauthorized_key(
             "missing_api_key",
