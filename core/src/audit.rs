@@ -1,6 +1,6 @@
 //! The tamper-evident audit log. Every store's records form one hash chain, and each tenant has
 //! one more (the nil chain) for what concerns no single store: mode changes and tenant-wide
-//! admin actions. A record is hashed as `SHA-256(previous hash ‖ seq ‖ µs since the epoch ‖
+//! admin actions. A record is hashed as `SHA-256(previous hash ‖ id ‖ seq ‖ µs since the epoch ‖
 //! content)`, where `content` is the record's JSON exactly as stored; Postgres appends it (the
 //! `audit_append` function) under the chain's head row, and refuses updates and deletes.
 //!
@@ -10,6 +10,8 @@
 
 pub mod export;
 pub mod partitions;
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, SubsecRound as _, Utc};
 use sea_orm::{ConnectionTrait, FromQueryResult, Statement, Value as SqlValue};
@@ -32,6 +34,7 @@ const GENESIS: [u8; 32] = [0; 32];
 /// What a record speaks of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = RecordKind)]
 pub enum Kind {
     /// A POS document decided: what was asked, and the answer the cashier got.
     Document,
@@ -294,9 +297,10 @@ pub fn exchange_digest(row: &ExchangeRow) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-fn link_hash(prev: &[u8], seq: i64, at: DateTime<Utc>, content: &str) -> [u8; 32] {
+fn link_hash(prev: &[u8], id: Uuid, seq: i64, at: DateTime<Utc>, content: &str) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(prev);
+    hasher.update(id.as_bytes());
     hasher.update(seq.to_be_bytes());
     hasher.update(at.timestamp_micros().to_be_bytes());
     hasher.update(content.as_bytes());
@@ -430,6 +434,10 @@ pub enum Problem {
     ExchangeMissing,
     /// The chain's newest records are gone.
     TailMissing,
+    /// A record's number comes twice: one of the two was slipped in.
+    DuplicateRecord,
+    /// A record is dated before the one it follows, or outside where its number puts it.
+    OutOfOrder,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -450,14 +458,52 @@ pub struct ChainVerification {
     pub records: u64,
     pub first_seq: Option<i64>,
     pub last_seq: Option<i64>,
+    /// SHA-256 of the period's last verified record, hex: kept outside iMark (a report, a
+    /// regulator's file), it proves later that nothing up to it was rewritten.
+    pub last_hash: Option<String>,
     pub ok: bool,
     pub broken: Option<BrokenLink>,
 }
 
 const VERIFY_PAGE: u64 = 2000;
 
+/// The last record checked so far: the link the next one must continue.
+#[derive(Debug, Clone)]
+struct Link {
+    seq: i64,
+    hash: Vec<u8>,
+    at: Option<DateTime<Utc>>,
+}
+
+impl Link {
+    const GENESIS: Self = Self {
+        seq: 0,
+        hash: Vec::new(),
+        at: None,
+    };
+
+    fn genesis() -> Self {
+        Self {
+            hash: GENESIS.to_vec(),
+            ..Self::GENESIS
+        }
+    }
+}
+
+fn broken(row: &Row, problem: Problem, detail: String) -> BrokenLink {
+    BrokenLink {
+        record_id: Some(row.id),
+        seq: row.seq,
+        at: Some(row.at()),
+        problem,
+        detail,
+    }
+}
+
 /// Recomputes one chain from `from` (inclusive) to `to` (exclusive) and stops at the first
-/// broken link.
+/// broken link. The period is tied to the rest of the chain on both sides: its first record
+/// must continue the one before it (or the anchor retention left), and its last must be
+/// continued by the next record, or be the chain's head.
 pub async fn verify_chain<C: ConnectionTrait>(
     db: &C,
     tenant_id: Uuid,
@@ -470,97 +516,261 @@ pub async fn verify_chain<C: ConnectionTrait>(
         records: 0,
         first_seq: None,
         last_seq: None,
+        last_hash: None,
         ok: true,
         broken: None,
     };
-    let mut expected: Option<(i64, Vec<u8>)> = None;
-    let mut after_seq = i64::MIN;
+    let mut last: Option<Link> = None;
+    // Every record's number is above the start's, so its time and id only need to be valid.
+    let mut after: (i64, DateTime<Utc>, Uuid) = (i64::MIN, from, Uuid::nil());
     loop {
         let page = Row::find_by_statement(Statement::from_sql_and_values(
             db.get_database_backend(),
             format!(
                 "SELECT {COLUMNS} FROM audit_records \
-                 WHERE tenant_id = $1 AND chain = $2 AND at >= $3 AND at < $4 AND seq > $5 \
-                 ORDER BY seq, at LIMIT $6"
+                 WHERE tenant_id = $1 AND chain = $2 AND at >= $3 AND at < $4 \
+                   AND (seq, at, id) > ($5, $6, $7) \
+                 ORDER BY seq, at, id LIMIT $8"
             ),
             [
                 tenant_id.into(),
                 chain.into(),
                 from.into(),
                 to.into(),
-                after_seq.into(),
+                after.0.into(),
+                after.1.into(),
+                after.2.into(),
                 VERIFY_PAGE.into(),
             ],
         ))
         .all(db)
         .await?;
         let last_page = (page.len() as u64) < VERIFY_PAGE;
+        let exchanges = exchanges_of(db, tenant_id, &page).await?;
         for row in page {
-            if expected.is_none() {
-                expected = Some(predecessor(db, tenant_id, chain, row.seq).await?);
-                result.first_seq = Some(row.seq);
-            }
-            let (prev_seq, prev_hash) = expected.take().unwrap_or((0, GENESIS.to_vec()));
-            if let Some(problem) = check_link(db, &row, prev_seq, &prev_hash).await? {
+            let previous = match last.take() {
+                Some(link) => link,
+                None => {
+                    result.first_seq = Some(row.seq);
+                    predecessor(db, tenant_id, chain, row.seq).await?
+                }
+            };
+            let problem = match check_link(&row, &previous) {
+                Some(problem) => Some(problem),
+                None => check_exchange(db, &row, &exchanges).await?,
+            };
+            if let Some((problem, detail)) = problem {
                 result.ok = false;
-                result.broken = Some(BrokenLink {
-                    record_id: Some(row.id),
-                    seq: row.seq,
-                    at: Some(row.at()),
-                    problem: problem.0,
-                    detail: problem.1,
-                });
+                result.broken = Some(broken(&row, problem, detail));
                 return Ok(result);
             }
             result.records += 1;
             result.last_seq = Some(row.seq);
-            after_seq = row.seq;
-            expected = Some((row.seq, row.hash));
+            result.last_hash = Some(hex::encode(&row.hash));
+            after = (row.seq, row.at(), row.id);
+            last = Some(Link {
+                seq: row.seq,
+                at: Some(row.at()),
+                hash: row.hash,
+            });
         }
         if last_page {
             break;
         }
     }
-    // When the period reaches the chain's head, the newest records must all be there.
-    if let Some(head) = head(db, tenant_id, chain).await?
-        && head.at.with_timezone(&Utc) < to
-        && head.at.with_timezone(&Utc) >= from
+    if let Some((problem, detail, record)) =
+        check_continuation(db, tenant_id, chain, from, to, last).await?
     {
-        let (seq, hash) = match expected {
-            Some(last) => last,
-            // Nothing of the chain is left in the period: retention may have taken all of it,
-            // and then its anchor stands for the head.
-            None => predecessor(db, tenant_id, chain, head.seq + 1).await?,
-        };
-        if seq != head.seq || hash != head.hash {
-            result.ok = false;
-            result.broken = Some(BrokenLink {
+        result.ok = false;
+        result.broken = Some(match record {
+            Some(row) => broken(&row, problem, detail),
+            None => BrokenLink {
                 record_id: None,
-                seq: seq.max(0),
+                seq: result.last_seq.unwrap_or(0),
                 at: None,
-                problem: Problem::TailMissing,
-                detail: format!(
-                    "the chain's newest record is #{}, but the period's records end at #{}",
-                    head.seq,
-                    seq.max(0)
-                ),
-            });
-        }
+                problem,
+                detail,
+            },
+        });
     }
     Ok(result)
+}
+
+/// What follows the period must continue it: the next record points at the period's last, or,
+/// when nothing follows, the period's last is the chain's head. A period left without any
+/// record is tied the same way through the first record after it.
+async fn check_continuation<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Uuid,
+    chain: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    last: Option<Link>,
+) -> Result<Option<(Problem, String, Option<Row>)>> {
+    let next = match &last {
+        Some(link) => record_at_seq(db, tenant_id, chain, link.seq + 1).await?,
+        None => first_record_from(db, tenant_id, chain, to).await?,
+    };
+    if let Some(next) = next {
+        let previous = match last {
+            Some(link) => link,
+            None => {
+                let link = predecessor(db, tenant_id, chain, next.seq).await?;
+                // The record before the next one must lie before the period, or it would have
+                // been read in it.
+                if link.at.is_some_and(|at| at >= from) {
+                    return Ok(Some((
+                        Problem::OutOfOrder,
+                        format!(
+                            "record #{} is dated inside the period but was not found in it",
+                            link.seq
+                        ),
+                        None,
+                    )));
+                }
+                link
+            }
+        };
+        if next.at() < to {
+            return Ok(Some((
+                Problem::OutOfOrder,
+                format!(
+                    "record #{} follows the period's last record but is dated inside the period",
+                    next.seq
+                ),
+                Some(next),
+            )));
+        }
+        return Ok(
+            check_link(&next, &previous).map(|(problem, detail)| (problem, detail, Some(next)))
+        );
+    }
+    // Nothing follows: what was read last must be the chain's head.
+    let Some(head) = head(db, tenant_id, chain).await? else {
+        return Ok(last.map(|link| {
+            (
+                Problem::TailMissing,
+                format!("the chain's head is gone; its records run to #{}", link.seq),
+                None,
+            )
+        }));
+    };
+    if let Some(link) = &last
+        && head.seq > link.seq
+    {
+        let gone = if head.seq == link.seq + 1 {
+            format!("record #{}, the chain's last, is gone", head.seq)
+        } else {
+            format!(
+                "records #{} to #{} at the end of the chain are gone",
+                link.seq + 1,
+                head.seq
+            )
+        };
+        // Later records still there mean a gap after the period; none, a cut end.
+        return Ok(Some(
+            if later_record_exists(db, tenant_id, chain, link.seq).await? {
+                (
+                    Problem::MissingRecords,
+                    format!(
+                        "record #{}, the one after the period, is gone",
+                        link.seq + 1
+                    ),
+                    None,
+                )
+            } else {
+                (Problem::TailMissing, gone, None)
+            },
+        ));
+    }
+    let last = match last {
+        Some(link) => link,
+        None if head.seq == 0 => return Ok(None),
+        // The whole period is empty and so is everything after it: the head's own record (or
+        // its anchor) must still be there and agree with it.
+        None => predecessor(db, tenant_id, chain, head.seq + 1).await?,
+    };
+    if last.seq != head.seq || last.hash != head.hash {
+        let detail = if last.hash.is_empty() || last.seq < head.seq {
+            format!("the chain's newest record #{} is gone", head.seq)
+        } else {
+            format!(
+                "record #{} does not match the chain's head as it was written",
+                last.seq
+            )
+        };
+        return Ok(Some((Problem::TailMissing, detail, None)));
+    }
+    Ok(None)
+}
+
+async fn record_at_seq<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Uuid,
+    chain: Uuid,
+    seq: i64,
+) -> Result<Option<Row>> {
+    Ok(Row::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        format!(
+            "SELECT {COLUMNS} FROM audit_records WHERE tenant_id = $1 AND chain = $2 AND seq = $3 \
+             ORDER BY at, id LIMIT 1"
+        ),
+        [tenant_id.into(), chain.into(), seq.into()],
+    ))
+    .one(db)
+    .await?)
+}
+
+async fn later_record_exists<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Uuid,
+    chain: Uuid,
+    seq: i64,
+) -> Result<bool> {
+    #[derive(FromQueryResult)]
+    struct Exists {
+        exists: bool,
+    }
+    Ok(Exists::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT EXISTS (SELECT 1 FROM audit_records \
+             WHERE tenant_id = $1 AND chain = $2 AND seq > $3) AS exists",
+        [tenant_id.into(), chain.into(), seq.into()],
+    ))
+    .one(db)
+    .await?
+    .is_some_and(|e| e.exists))
+}
+
+async fn first_record_from<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Uuid,
+    chain: Uuid,
+    at: DateTime<Utc>,
+) -> Result<Option<Row>> {
+    Ok(Row::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        format!(
+            "SELECT {COLUMNS} FROM audit_records WHERE tenant_id = $1 AND chain = $2 AND at >= $3 \
+             ORDER BY seq, at, id LIMIT 1"
+        ),
+        [tenant_id.into(), chain.into(), at.into()],
+    ))
+    .one(db)
+    .await?)
 }
 
 #[derive(Debug, FromQueryResult)]
 struct Head {
     seq: i64,
     hash: Vec<u8>,
-    at: DateTime<chrono::FixedOffset>,
 }
 
 async fn head<C: ConnectionTrait>(db: &C, tenant_id: Uuid, chain: Uuid) -> Result<Option<Head>> {
     Ok(Head::find_by_statement(Statement::from_sql_and_values(
         db.get_database_backend(),
-        "SELECT seq, hash, at FROM audit_heads WHERE tenant_id = $1 AND chain = $2",
+        "SELECT seq, hash FROM audit_heads WHERE tenant_id = $1 AND chain = $2",
         [tenant_id.into(), chain.into()],
     ))
     .one(db)
@@ -568,129 +778,159 @@ async fn head<C: ConnectionTrait>(db: &C, tenant_id: Uuid, chain: Uuid) -> Resul
 }
 
 /// The link a record at `seq` must continue: the record before it, the anchor retention left
-/// for it, or the chain's start. `None` in the hash when neither is there.
+/// for it, or the chain's start. An empty hash when neither is there.
 async fn predecessor<C: ConnectionTrait>(
     db: &C,
     tenant_id: Uuid,
     chain: Uuid,
     seq: i64,
-) -> Result<(i64, Vec<u8>)> {
+) -> Result<Link> {
     if seq <= 1 {
-        return Ok((0, GENESIS.to_vec()));
+        return Ok(Link::genesis());
     }
     #[derive(FromQueryResult)]
-    struct Link {
+    struct Found {
         hash: Vec<u8>,
+        at: DateTime<chrono::FixedOffset>,
     }
-    let link = Link::find_by_statement(Statement::from_sql_and_values(
+    // A record still there is preferred to its anchor; both hold the same hash.
+    let found = Found::find_by_statement(Statement::from_sql_and_values(
         db.get_database_backend(),
-        "SELECT hash FROM audit_records WHERE tenant_id = $1 AND chain = $2 AND seq = $3 \
-         UNION ALL \
-         SELECT hash FROM audit_anchors WHERE tenant_id = $1 AND chain = $2 AND seq = $3 \
-         LIMIT 1",
+        "SELECT hash, at FROM ( \
+             SELECT hash, at, 0 AS source FROM audit_records \
+             WHERE tenant_id = $1 AND chain = $2 AND seq = $3 \
+             UNION ALL \
+             SELECT hash, at, 1 AS source FROM audit_anchors \
+             WHERE tenant_id = $1 AND chain = $2 AND seq = $3 \
+         ) links ORDER BY source, at LIMIT 1",
         [tenant_id.into(), chain.into(), (seq - 1).into()],
     ))
     .one(db)
     .await?;
-    Ok((seq - 1, link.map(|l| l.hash).unwrap_or_default()))
+    Ok(match found {
+        Some(found) => Link {
+            seq: seq - 1,
+            hash: found.hash,
+            at: Some(found.at.with_timezone(&Utc)),
+        },
+        None => Link {
+            seq: seq - 1,
+            ..Link::GENESIS
+        },
+    })
 }
 
-async fn check_link<C: ConnectionTrait>(
-    db: &C,
-    row: &Row,
-    prev_seq: i64,
-    prev_hash: &[u8],
-) -> Result<Option<(Problem, String)>> {
-    if row.seq != prev_seq + 1 {
-        return Ok(Some((
-            Problem::MissingRecords,
-            format!(
-                "record #{} follows #{prev_seq}: records #{}..#{} are missing",
-                row.seq,
-                prev_seq + 1,
-                row.seq - 1
-            ),
-        )));
+/// Whether `row` continues `previous` and still gives its own hash.
+fn check_link(row: &Row, previous: &Link) -> Option<(Problem, String)> {
+    let seq = row.seq;
+    if seq <= previous.seq {
+        return Some((
+            Problem::DuplicateRecord,
+            format!("record #{seq} comes again after record #{}", previous.seq),
+        ));
     }
-    if prev_hash.is_empty() {
-        return Ok(Some((
+    if seq > previous.seq + 1 {
+        let missing = if seq == previous.seq + 2 {
+            format!("record #{} is missing", previous.seq + 1)
+        } else {
+            format!("records #{} to #{} are missing", previous.seq + 1, seq - 1)
+        };
+        return Some((Problem::MissingRecords, missing));
+    }
+    if previous.hash.is_empty() {
+        return Some((
             Problem::MissingRecords,
             format!(
                 "record #{} is gone, and no anchor stands for it",
-                row.seq - 1
+                previous.seq
             ),
-        )));
+        ));
     }
-    if row.prev_hash != prev_hash {
-        return Ok(Some((
+    if row.prev_hash != previous.hash {
+        return Some((
             Problem::PrevHashMismatch,
             format!(
-                "record #{} does not point at record #{prev_seq} as it is stored",
-                row.seq
+                "record #{seq} does not point at record #{} as it is stored",
+                previous.seq
             ),
-        )));
+        ));
     }
-    if link_hash(&row.prev_hash, row.seq, row.at(), &row.content).as_slice() != row.hash {
-        return Ok(Some((
+    if previous.at.is_some_and(|at| row.at() < at) {
+        return Some((
+            Problem::OutOfOrder,
+            format!("record #{seq} is dated before record #{}", previous.seq),
+        ));
+    }
+    if link_hash(&row.prev_hash, row.id, seq, row.at(), &row.content).as_slice() != row.hash {
+        return Some((
             Problem::HashMismatch,
-            format!("record #{} was changed after it was written", row.seq),
-        )));
+            format!("record #{seq} was changed after it was written"),
+        ));
     }
-    let Some(content) = row.content() else {
-        return Ok(Some((
+    if row.content().is_none() {
+        return Some((
             Problem::ColumnMismatch,
-            format!(
-                "record #{}'s columns disagree with its hashed content",
-                row.seq
-            ),
-        )));
-    };
-    if content.entry.kind == Kind::Exchange {
-        return check_exchange(db, row, &content.entry).await;
+            format!("record #{seq}'s columns disagree with its hashed content"),
+        ));
     }
-    Ok(None)
+    None
 }
 
+/// The stored exchanges the exchange records of `page` speak of, fetched at once.
+async fn exchanges_of<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Uuid,
+    page: &[Row],
+) -> Result<HashMap<Uuid, ExchangeRow>> {
+    let ids: Vec<Uuid> = page
+        .iter()
+        .filter(|row| row.kind == Kind::Exchange.as_str())
+        .filter_map(|row| row.exchange_id)
+        .collect();
+    crate::evidence::find_many(db, tenant_id, ids).await
+}
+
+/// For an exchange record, whether the exchange is still stored as its digest says.
 async fn check_exchange<C: ConnectionTrait>(
     db: &C,
     row: &Row,
-    entry: &Entry,
+    stored: &HashMap<Uuid, ExchangeRow>,
 ) -> Result<Option<(Problem, String)>> {
-    let Some(id) = entry.exchange_id else {
+    let Some(content) = row.content() else {
         return Ok(None);
     };
-    let stored = crate::evidence::find(db, row.tenant_id, id).await?;
+    let entry = content.entry;
+    let (Kind::Exchange, Some(id)) = (entry.kind, entry.exchange_id) else {
+        return Ok(None);
+    };
     let digest = entry.body.get("digest").and_then(Value::as_str);
-    match stored {
-        Some(exchange) => {
-            if digest != Some(hex::encode(exchange_digest(&exchange)).as_str()) {
-                return Ok(Some((
-                    Problem::ExchangeAltered,
-                    format!(
-                        "exchange {id} of record #{} was changed after it was written",
-                        row.seq
-                    ),
-                )));
-            }
-            Ok(None)
+    if let Some(exchange) = stored.get(&id) {
+        if digest != Some(hex::encode(exchange_digest(exchange)).as_str()) {
+            return Ok(Some((
+                Problem::ExchangeAltered,
+                format!(
+                    "exchange {id} of record #{} was changed after it was written",
+                    row.seq
+                ),
+            )));
         }
-        None => {
-            let started = entry
-                .body
-                .get("started_at")
-                .and_then(|v| serde_json::from_value::<DateTime<Utc>>(v.clone()).ok());
-            let dropped = match started {
-                Some(started) => !partitions::exchanges_month_kept(db, started).await?,
-                None => false,
-            };
-            Ok((!dropped).then(|| {
-                (
-                    Problem::ExchangeMissing,
-                    format!("exchange {id} of record #{} is gone", row.seq),
-                )
-            }))
-        }
+        return Ok(None);
     }
+    let started = entry
+        .body
+        .get("started_at")
+        .and_then(|v| serde_json::from_value::<DateTime<Utc>>(v.clone()).ok());
+    // Retention drops a month's exchanges with its records; only then may one be absent.
+    let dropped = match started {
+        Some(started) => !partitions::exchanges_month_kept(db, started).await?,
+        None => false,
+    };
+    Ok((!dropped).then(|| {
+        (
+            Problem::ExchangeMissing,
+            format!("exchange {id} of record #{} is gone", row.seq),
+        )
+    }))
 }
 
 /// The verification of every chain a caller may read, over a period.
@@ -700,10 +940,12 @@ pub struct Verification {
     pub to: DateTime<Utc>,
     /// Whether every chain verified.
     pub ok: bool,
+    /// One entry per chain: every store in scope (a store with no records verifies empty),
+    /// and the tenant's own chain for a caller who reads the whole tenant.
     pub chains: Vec<ChainVerification>,
 }
 
-/// Verifies the chains of `store_id` (or of every store the caller may read, and the tenant's
+/// Verifies the chain of `store_id` (or of every store the caller may read, and the tenant's
 /// own chain when it may read the whole tenant).
 pub async fn verify<C: ConnectionTrait>(
     db: &C,
@@ -726,35 +968,40 @@ pub async fn verify<C: ConnectionTrait>(
     })
 }
 
-/// The chains of the tenant the caller may read, narrowed to `store_id` when given.
-async fn chains_in_scope<C: ConnectionTrait>(
+/// The chains the caller may read, narrowed to `store_id` when given: taken from the tenant's
+/// stores, never from the chains' own (and so removable) bookkeeping.
+pub(crate) async fn chains_in_scope<C: ConnectionTrait>(
     db: &C,
     tenant_id: Uuid,
     scope: &StoreScope,
     store_id: Option<Uuid>,
 ) -> Result<Vec<Uuid>> {
     #[derive(FromQueryResult)]
-    struct Chain {
-        chain: Uuid,
+    struct Store {
+        id: Uuid,
     }
-    let rows = Chain::find_by_statement(Statement::from_sql_and_values(
+    let stores = Store::find_by_statement(Statement::from_sql_and_values(
         db.get_database_backend(),
-        "SELECT chain FROM audit_heads WHERE tenant_id = $1 ORDER BY chain",
+        "SELECT id FROM stores WHERE tenant_id = $1 ORDER BY id",
         [tenant_id.into()],
     ))
     .all(db)
     .await?;
-    Ok(rows
+    let mut chains: Vec<Uuid> = stores
         .into_iter()
-        .map(|r| r.chain)
-        .filter(|&chain| match store_id {
-            Some(store) => chain == store && scope.allows(store),
-            None => match scope {
-                StoreScope::All => true,
-                StoreScope::Only(_) => chain != TENANT_CHAIN && scope.allows(chain),
-            },
-        })
-        .collect())
+        .map(|s| s.id)
+        .filter(|&id| scope.allows(id) && store_id.is_none_or(|wanted| wanted == id))
+        .collect();
+    match store_id {
+        Some(_) if chains.is_empty() => return Err(Error::NotFound("store")),
+        Some(_) => {}
+        None => {
+            if matches!(scope, StoreScope::All) {
+                chains.insert(0, TENANT_CHAIN);
+            }
+        }
+    }
+    Ok(chains)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -913,14 +1160,22 @@ mod tests {
     #[test]
     fn a_link_hash_covers_every_part() {
         let at = DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap();
-        let base = link_hash(&GENESIS, 1, at, "{}");
-        assert_ne!(base, link_hash(&[1; 32], 1, at, "{}"));
-        assert_ne!(base, link_hash(&GENESIS, 2, at, "{}"));
+        let id = Uuid::nil();
+        let base = link_hash(&GENESIS, id, 1, at, "{}");
+        assert_ne!(base, link_hash(&[1; 32], id, 1, at, "{}"));
+        assert_ne!(base, link_hash(&GENESIS, Uuid::max(), 1, at, "{}"));
+        assert_ne!(base, link_hash(&GENESIS, id, 2, at, "{}"));
         assert_ne!(
             base,
-            link_hash(&GENESIS, 1, at + chrono::Duration::microseconds(1), "{}")
+            link_hash(
+                &GENESIS,
+                id,
+                1,
+                at + chrono::Duration::microseconds(1),
+                "{}"
+            )
         );
-        assert_ne!(base, link_hash(&GENESIS, 1, at, "{ }"));
+        assert_ne!(base, link_hash(&GENESIS, id, 1, at, "{ }"));
     }
 
     #[test]

@@ -131,6 +131,27 @@ pub async fn find<C: ConnectionTrait>(
     )
 }
 
+/// The tenant's exchanges among `ids`, by id.
+pub async fn find_many<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Uuid,
+    ids: Vec<Uuid>,
+) -> Result<std::collections::HashMap<Uuid, ExchangeRow>> {
+    if ids.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let rows = ExchangeRow::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        format!(
+            "SELECT {COLUMNS} FROM truemark_exchanges WHERE id = ANY($1::uuid[]) AND tenant_id = $2"
+        ),
+        [ids.into(), tenant_id.into()],
+    ))
+    .all(db)
+    .await?;
+    Ok(rows.into_iter().map(|row| (row.id, row)).collect())
+}
+
 /// The exchanges a document's check made, in order.
 pub async fn of_document<C: ConnectionTrait>(
     db: &C,

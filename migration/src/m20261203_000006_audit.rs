@@ -27,6 +27,11 @@ BEGIN
                         'CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
                         child, parent, month::timestamptz,
                         (month + interval '1 month')::timestamptz);
+                    -- Row triggers come down from the parent; TRUNCATE ones do not.
+                    EXECUTE format(
+                        'CREATE TRIGGER %I BEFORE TRUNCATE ON %I '
+                        'FOR EACH STATEMENT EXECUTE FUNCTION evidence_refuse_change()',
+                        child || '_no_truncate', child);
                     made := made + 1;
                 EXCEPTION WHEN check_violation THEN
                     RAISE WARNING 'partition % not made: %', child, SQLERRM;
@@ -103,6 +108,8 @@ CREATE INDEX audit_records_chain ON audit_records (tenant_id, chain, seq);
 CREATE INDEX audit_records_time ON audit_records (tenant_id, at, id);
 CREATE INDEX audit_records_req_id ON audit_records (tenant_id, req_id) WHERE req_id IS NOT NULL;
 CREATE INDEX audit_records_cis ON audit_records USING gin (cis);
+CREATE INDEX audit_records_document ON audit_records (tenant_id, document_id)
+    WHERE document_id IS NOT NULL;
 
 -- The newest record of every chain: appends queue on its row.
 CREATE TABLE audit_heads (
@@ -126,7 +133,7 @@ CREATE TABLE audit_anchors (
 );
 
 -- Appends one record to its chain: the next number, a time no earlier than the chain's last,
--- and hash = SHA-256(previous hash || seq || microseconds since the epoch || content).
+-- and hash = SHA-256(previous hash || id || seq || microseconds since the epoch || content).
 CREATE FUNCTION audit_append(
     p_id uuid, p_tenant uuid, p_chain uuid, p_kind text, p_store uuid, p_document uuid,
     p_exchange uuid, p_actor text, p_action text, p_verdict text, p_mode text, p_req_id text,
@@ -147,7 +154,7 @@ BEGIN
     FROM audit_heads h WHERE h.tenant_id = p_tenant AND h.chain = p_chain FOR UPDATE;
     new_at := greatest(date_trunc('microseconds', clock_timestamp()), head_at);
     new_hash := sha256(
-        head_hash || int8send(head_seq + 1)
+        head_hash || uuid_send(p_id) || int8send(head_seq + 1)
         || int8send((extract(epoch FROM new_at) * 1000000)::bigint)
         || convert_to(p_content, 'UTF8'));
     INSERT INTO audit_records (id, tenant_id, chain, seq, at, kind, store_id, document_id,
@@ -172,6 +179,29 @@ CREATE TRIGGER audit_anchors_append_only BEFORE UPDATE OR DELETE ON audit_anchor
     FOR EACH ROW EXECUTE FUNCTION evidence_refuse_change();
 CREATE TRIGGER mode_transitions_append_only BEFORE UPDATE OR DELETE ON mode_transitions
     FOR EACH ROW EXECUTE FUNCTION evidence_refuse_change();
+CREATE TRIGGER audit_records_default_no_truncate BEFORE TRUNCATE ON audit_records_default
+    FOR EACH STATEMENT EXECUTE FUNCTION evidence_refuse_change();
+CREATE TRIGGER truemark_exchanges_default_no_truncate BEFORE TRUNCATE ON truemark_exchanges_default
+    FOR EACH STATEMENT EXECUTE FUNCTION evidence_refuse_change();
+CREATE TRIGGER audit_anchors_no_truncate BEFORE TRUNCATE ON audit_anchors
+    FOR EACH STATEMENT EXECUTE FUNCTION evidence_refuse_change();
+CREATE TRIGGER mode_transitions_no_truncate BEFORE TRUNCATE ON mode_transitions
+    FOR EACH STATEMENT EXECUTE FUNCTION evidence_refuse_change();
+CREATE TRIGGER audit_heads_no_truncate BEFORE TRUNCATE ON audit_heads
+    FOR EACH STATEMENT EXECUTE FUNCTION evidence_refuse_change();
+
+-- A chain's head only moves forward, one record at a time, and is never removed.
+CREATE FUNCTION audit_head_advance_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' OR NEW.tenant_id <> OLD.tenant_id OR NEW.chain <> OLD.chain
+        OR NEW.seq <> OLD.seq + 1 OR NEW.at < OLD.at THEN
+        RAISE EXCEPTION 'audit_heads only advance by one record: % refused', TG_OP
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER audit_heads_advance_only BEFORE UPDATE OR DELETE ON audit_heads
+    FOR EACH ROW EXECUTE FUNCTION audit_head_advance_only();
 
 -- The months around now, and every month the existing exchanges fall in.
 SELECT evidence_ensure_partitions(
@@ -183,8 +213,10 @@ DROP TABLE truemark_exchanges_unpartitioned;
 
 const DOWN: &str = r#"
 DROP TRIGGER mode_transitions_append_only ON mode_transitions;
+DROP TRIGGER mode_transitions_no_truncate ON mode_transitions;
 DROP TABLE audit_anchors;
 DROP TABLE audit_heads;
+DROP FUNCTION audit_head_advance_only;
 DROP TABLE audit_records;
 DROP FUNCTION audit_append;
 ALTER TABLE truemark_exchanges RENAME TO truemark_exchanges_partitioned;

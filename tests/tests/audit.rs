@@ -192,10 +192,121 @@ async fn the_database_refuses_to_change_or_remove_evidence() {
         "TRUNCATE audit_records",
         "UPDATE truemark_exchanges SET answer_body = '{}'",
         "DELETE FROM truemark_exchanges",
+        "TRUNCATE audit_records_default",
+        "TRUNCATE truemark_exchanges_default",
+        &format!("TRUNCATE {}", month_partition("audit_records")),
+        &format!("TRUNCATE {}", month_partition("truemark_exchanges")),
+        "TRUNCATE audit_anchors",
+        "TRUNCATE mode_transitions",
+        "TRUNCATE audit_heads",
+        "DELETE FROM audit_heads",
+        "UPDATE audit_heads SET seq = seq - 1",
+        "UPDATE audit_heads SET hash = sha256(hash)",
     ] {
-        let error = chain.app.db.execute_unprepared(sql).await.unwrap_err();
-        assert!(error.to_string().contains("append-only"), "{sql}: {error}");
+        let error = chain.app.db.execute_unprepared(sql).await.expect_err(sql);
+        assert!(
+            error.to_string().contains("append-only") || error.to_string().contains("advance"),
+            "{sql}: {error}"
+        );
     }
+    let verified = chain.verify(&chain.hq, "").await;
+    assert_eq!(verified["ok"], true, "{verified:#}");
+}
+
+/// This month's partition of `table`.
+fn month_partition(table: &str) -> String {
+    format!("{table}_{}", Utc::now().format("y%Ym%m"))
+}
+
+/// The time of a store's record `seq`, one microsecond later: the end of a period that closes
+/// right after it.
+async fn just_after(app: &TestApp, store: Uuid, seq: i64) -> String {
+    #[derive(FromQueryResult)]
+    struct At {
+        at: chrono::DateTime<Utc>,
+    }
+    let at = At::find_by_statement(Statement::from_sql_and_values(
+        app.db.get_database_backend(),
+        "SELECT at FROM audit_records WHERE chain = $1 AND seq = $2",
+        [store.into(), seq.into()],
+    ))
+    .one(&app.db)
+    .await
+    .unwrap()
+    .unwrap()
+    .at;
+    urlencode(
+        &(at + Duration::microseconds(1)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    )
+}
+
+#[tokio::test]
+async fn a_closed_period_is_tied_to_the_records_after_it() {
+    let chain = chain().await;
+    chain.trade().await;
+    let store = chain.store(0);
+    let seq = seq_of_document(&chain.app, store, "d2").await;
+    let period = format!(
+        "store_id={store}&to={}",
+        just_after(&chain.app, store, seq).await
+    );
+    let intact = chain.verify(&chain.hq, &period).await;
+    assert_eq!(intact["ok"], true, "{intact:#}");
+    assert_eq!(intact["chains"][0]["last_seq"], seq);
+
+    // The record right after the period goes: the period's own records are intact, but
+    // nothing continues them any more.
+    chain
+        .tamper(&format!(
+            "DELETE FROM audit_records WHERE chain = '{store}' AND seq = {}",
+            seq + 1
+        ))
+        .await;
+    let cut = broken(&chain.verify(&chain.hq, &period).await);
+    assert_eq!(cut["problem"], "missing_records", "{cut:#}");
+}
+
+#[tokio::test]
+async fn a_period_emptied_in_the_database_does_not_verify_as_empty() {
+    let chain = chain().await;
+    chain.trade().await;
+    let store = chain.store(0);
+    let seq = seq_of_document(&chain.app, store, "d2").await;
+    let to = just_after(&chain.app, store, seq).await;
+    let from = just_after(&chain.app, store, seq - 1).await;
+    let period = format!("store_id={store}&from={from}&to={to}");
+    let intact = chain.verify(&chain.hq, &period).await;
+    assert_eq!(intact["chains"][0]["records"], 1, "{intact:#}");
+
+    chain
+        .tamper(&format!(
+            "DELETE FROM audit_records WHERE chain = '{store}' AND seq = {seq}"
+        ))
+        .await;
+    let emptied = broken(&chain.verify(&chain.hq, &period).await);
+    assert_eq!(emptied["problem"], "missing_records", "{emptied:#}");
+}
+
+#[tokio::test]
+async fn a_record_slipped_in_under_a_used_number_is_named() {
+    let chain = chain().await;
+    chain.trade().await;
+    let store = chain.store(0);
+    let seq = seq_of_document(&chain.app, store, "d3").await;
+    chain
+        .tamper(&format!(
+            "INSERT INTO audit_records SELECT gen_random_uuid(), tenant_id, chain, seq, at, kind, \
+                 store_id, document_id, exchange_id, actor, action, 'allow', mode, req_id, cis, \
+                 criteria, replace(content, '\"block\"', '\"allow\"'), prev_hash, hash \
+             FROM audit_records WHERE chain = '{store}' AND seq = {seq}"
+        ))
+        .await;
+    let slipped = broken(&chain.verify(&chain.hq, "").await);
+    assert!(
+        ["duplicate_record", "hash_mismatch"].contains(&slipped["problem"].as_str().unwrap()),
+        "{slipped:#}"
+    );
+    assert_eq!(slipped["seq"], seq);
 }
 
 #[tokio::test]
@@ -440,18 +551,19 @@ async fn broken_audit_parameters_get_a_precise_400() {
         "/audit/records/not-a-uuid",
         "/reports?from=-200000-01-01T00:00:00Z&to=2026-12-02T00:00:00Z",
         "/audit/verify?to=%2B200000-01-01T00:00:00Z",
+        "/reports?from=2026-12-02T00:00:00Z&to=2026-12-01T00:00:00Z",
+        "/reports?from=2026-12-01T00:00:00Z&to=2026-12-01T00:00:00Z",
+        // A misspelt or foreign parameter would silently widen what is read.
+        "/audit?verdikt=block",
+        "/audit?format=json",
+        "/audit/export?limit=5",
+        "/audit/export?store=x",
+        "/audit/verify?store=x",
     ] {
         let response = chain.app.get(path, &chain.hq).await;
         assert_eq!(response.status, 400, "{path}: {}", response.text);
+        assert_eq!(response.content_type(), "application/problem+json");
     }
-    let response = chain
-        .app
-        .get(
-            "/reports?from=2026-12-02T00:00:00Z&to=2026-12-01T00:00:00Z",
-            &chain.hq,
-        )
-        .await;
-    assert_eq!(response.status, 422, "{}", response.text);
 }
 
 #[tokio::test]
@@ -648,8 +760,23 @@ async fn each_role_sees_only_its_own_stores_and_no_tenant_sees_another() {
             .status,
         404
     );
-    let verified = chain.verify(&stranger, &format!("store_id={store0}")).await;
-    assert!(verified["chains"].as_array().unwrap().is_empty());
+    assert_eq!(
+        chain
+            .app
+            .get(&format!("/audit/verify?store_id={store0}"), &stranger)
+            .await
+            .status,
+        404
+    );
+    let verified = chain.verify(&stranger, "").await;
+    assert!(
+        verified["chains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["store_id"] != store0.to_string()),
+        "{verified}"
+    );
 
     // The platform operator has no tenant's log.
     let platform = chain.app.platform_token().await;
@@ -768,6 +895,54 @@ async fn the_report_counts_what_the_log_holds_in_every_format() {
     let text = pdf_extract::extract_text_from_mem(&bytes).unwrap();
     assert!(text.contains("Ромашка"), "the tenant's name");
     assert!(text.contains(EXPIRED_CIS), "the warned item");
+}
+
+#[tokio::test]
+async fn a_report_names_documents_edited_behind_the_log_and_seals_its_chains() {
+    let chain = chain().await;
+    chain.trade().await;
+    let store0 = chain.store(0);
+    let from = (Utc::now() - Duration::hours(1)).to_rfc3339();
+    let to = (Utc::now() + Duration::hours(1)).to_rfc3339();
+    let query = format!(
+        "/reports?store_id={store0}&from={}&to={}",
+        urlencode(&from),
+        urlencode(&to)
+    );
+    let integrity = async |chain: &Chain| {
+        let response = chain.app.get(&query, &chain.hq).await;
+        assert_eq!(response.status, 200, "{}", response.text);
+        response.json()["integrity"].clone()
+    };
+
+    let sound = integrity(&chain).await;
+    assert_eq!(sound["ok"], true, "{sound:#}");
+    let newest = chain
+        .audit(&chain.hq, &format!("store_id={store0}&limit=500"))
+        .await;
+    let newest = newest.last().unwrap();
+    assert_eq!(sound["chains"][0]["last_seq"], newest["seq"]);
+    assert_eq!(sound["chains"][0]["last_hash"], newest["hash"]);
+
+    // The blocked sale rewritten as allowed in the documents table, where the totals come from.
+    #[derive(FromQueryResult)]
+    struct Id {
+        id: Uuid,
+    }
+    let edited = Id::find_by_statement(Statement::from_string(
+        chain.app.db.get_database_backend(),
+        "UPDATE documents SET verdict = 'allow', \
+             answer = jsonb_set(answer, '{verdict}', '\"allow\"') \
+         WHERE pos_document_id = 'd2' RETURNING id",
+    ))
+    .one(&chain.app.db)
+    .await
+    .unwrap()
+    .unwrap()
+    .id;
+    let flagged = integrity(&chain).await;
+    assert_eq!(flagged["ok"], false, "{flagged:#}");
+    assert_eq!(flagged["documents_unmatched"], json!([edited]));
 }
 
 #[tokio::test]

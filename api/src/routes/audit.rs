@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::tenants::{decode_cursor, encode_cursor, page_limit};
 use crate::error::ApiError;
-use crate::error::responses::{BadRequest, Forbidden, NotFound, Unauthorized, Unprocessable};
+use crate::error::responses::{BadRequest, Forbidden, NotFound, Unauthorized};
 use crate::extract::{Caller, Json, Path, Query};
 use crate::state::AppState;
 
@@ -41,29 +41,79 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(report))
 }
 
-/// The filters every listing of records shares.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct RecordFilter {
-    /// Only this store's chain.
-    pub store_id: Option<Uuid>,
-    /// From this time, inclusive (RFC 3339).
-    pub from: Option<DateTime<Utc>>,
-    /// Until this time, exclusive (RFC 3339).
-    pub to: Option<DateTime<Utc>>,
-    pub kind: Option<Kind>,
-    /// Records that speak of this КИ; a whole marking code is cut to its КИ.
-    pub cis: Option<String>,
-    /// Documents with this overall verdict.
-    pub verdict: Option<Verdict>,
-    /// Documents where this criterion fired on an item.
-    pub criterion: Option<Criterion>,
-    /// Documents decided in this mode, or mode changes into it.
-    pub mode: Option<Mode>,
-    /// Records carrying this ЧЗ `reqId`.
-    pub req_id: Option<String>,
-    pub document_id: Option<Uuid>,
+/// A query of records: the filters every listing shares, and the endpoint's own parameters.
+/// One struct per endpoint, so that an unknown or misspelt parameter is refused rather than
+/// silently widening the result.
+macro_rules! record_query {
+    ($(#[$meta:meta])* $name:ident { $($(#[$field_meta:meta])* $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Deserialize, IntoParams)]
+        #[serde(deny_unknown_fields)]
+        #[into_params(parameter_in = Query)]
+        pub struct $name {
+            /// Only this store's chain.
+            pub store_id: Option<Uuid>,
+            /// From this time, inclusive (RFC 3339).
+            pub from: Option<DateTime<Utc>>,
+            /// Until this time, exclusive (RFC 3339).
+            pub to: Option<DateTime<Utc>>,
+            pub kind: Option<Kind>,
+            /// Records that speak of this КИ; a whole marking code is cut to its КИ.
+            pub cis: Option<String>,
+            /// Documents with this overall verdict.
+            pub verdict: Option<Verdict>,
+            /// Documents where this criterion fired on an item.
+            pub criterion: Option<Criterion>,
+            /// Documents decided in this mode, or mode changes into it.
+            pub mode: Option<Mode>,
+            /// Records carrying this ЧЗ `reqId`.
+            pub req_id: Option<String>,
+            pub document_id: Option<Uuid>,
+            $($(#[$field_meta])* pub $field: $ty,)*
+        }
+
+        impl $name {
+            fn filter(&self) -> Result<Filter, ApiError> {
+                check_period(self.from, self.to)?;
+                check_text("cis", self.cis.as_deref())?;
+                check_text("req_id", self.req_id.as_deref())?;
+                Ok(Filter {
+                    store_id: self.store_id,
+                    from: self.from,
+                    to: self.to,
+                    kind: self.kind,
+                    cis: self.cis.clone(),
+                    verdict: self.verdict.map(|v| v.as_str().to_owned()),
+                    criterion: self.criterion.map(Criterion::name),
+                    mode: self.mode.map(|m| m.as_str().to_owned()),
+                    req_id: self.req_id.clone(),
+                    document_id: self.document_id,
+                })
+            }
+        }
+    };
 }
+
+record_query!(
+    /// `GET /audit`: the filters and a page.
+    ListQuery {
+        /// At most this many records, 1 to 500; 100 by default.
+        limit: Option<u64>,
+        /// `next_cursor` of the previous page.
+        cursor: Option<String>,
+    }
+);
+
+record_query!(
+    /// `GET /audit/export`: the filters and the file's format.
+    ExportQuery {
+        /// `csv` (the default) or `json`.
+        format: Option<ExportFormat>,
+        /// The CSV separator: `semicolon` (the default, what Excel expects in Russian locales)
+        /// or `comma`.
+        separator: Option<render::Separator>,
+    }
+);
 
 /// Refuses a time Postgres cannot hold.
 fn check_year(name: &str, at: DateTime<Utc>) -> Result<(), ApiError> {
@@ -107,35 +157,6 @@ fn check_text(name: &str, value: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
-impl RecordFilter {
-    fn to_core(&self) -> Result<Filter, ApiError> {
-        check_period(self.from, self.to)?;
-        check_text("cis", self.cis.as_deref())?;
-        check_text("req_id", self.req_id.as_deref())?;
-        Ok(Filter {
-            store_id: self.store_id,
-            from: self.from,
-            to: self.to,
-            kind: self.kind,
-            cis: self.cis.clone(),
-            verdict: self.verdict.map(|v| v.as_str().to_owned()),
-            criterion: self.criterion.map(Criterion::name),
-            mode: self.mode.map(|m| m.as_str().to_owned()),
-            req_id: self.req_id.clone(),
-            document_id: self.document_id,
-        })
-    }
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct Page {
-    /// At most this many records, 1 to 500; 100 by default.
-    pub limit: Option<u64>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RecordList {
     /// Records oldest first.
@@ -146,7 +167,7 @@ pub struct RecordList {
 
 /// Lists audit records, oldest first, with filters and a cursor (HQ admin, auditor, store).
 #[utoipa::path(get, path = "/audit", tag = "audit", security(("bearer" = [])),
-    params(RecordFilter, Page),
+    params(ListQuery),
     responses(
         (status = 200, description = "A page of records", body = RecordList),
         BadRequest, Unauthorized, Forbidden,
@@ -154,13 +175,12 @@ pub struct RecordList {
 async fn list_records(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Query(filter): Query<RecordFilter>,
-    Query(page): Query<Page>,
+    Query(query): Query<ListQuery>,
 ) -> Result<Json<RecordList>, ApiError> {
     caller.require(READERS)?;
-    let limit = page_limit(page.limit)?;
-    let after = page.cursor.as_deref().map(decode_position).transpose()?;
-    let items = audit::list(&state.db, &caller, &filter.to_core()?, after, limit).await?;
+    let limit = page_limit(query.limit)?;
+    let after = query.cursor.as_deref().map(decode_position).transpose()?;
+    let items = audit::list(&state.db, &caller, &query.filter()?, after, limit).await?;
     let next_cursor = match items.last() {
         Some(last) if items.len() as u64 == limit => Some(encode_position(last)),
         _ => None,
@@ -220,7 +240,7 @@ pub struct VerifyQuery {
     params(VerifyQuery),
     responses(
         (status = 200, description = "Each chain's verification", body = Verification),
-        BadRequest, Unauthorized, Forbidden,
+        BadRequest, Unauthorized, Forbidden, NotFound,
     ))]
 async fn verify(
     State(state): State<AppState>,
@@ -247,20 +267,10 @@ pub enum ExportFormat {
     Json,
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ExportQuery {
-    /// `csv` (the default) or `json`.
-    pub format: Option<ExportFormat>,
-    /// The CSV separator: `semicolon` (the default, what Excel expects in Russian locales) or
-    /// `comma`.
-    pub separator: Option<render::Separator>,
-}
-
 /// Exports every record that passes the filters, oldest first, as one streamed file: CSV (UTF-8
 /// with a BOM) or a JSON array (HQ admin, auditor, store).
 #[utoipa::path(get, path = "/audit/export", tag = "audit", security(("bearer" = [])),
-    params(RecordFilter, ExportQuery),
+    params(ExportQuery),
     responses(
         (status = 200, description = "The records, streamed", content(
             (String = "text/csv"),
@@ -271,12 +281,11 @@ pub struct ExportQuery {
 async fn export(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Query(filter): Query<RecordFilter>,
     Query(query): Query<ExportQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(READERS)?;
     caller.tenant()?;
-    let filter = filter.to_core()?;
+    let filter = query.filter()?;
     let format = match query.format.unwrap_or_default() {
         ExportFormat::Csv => Format::Csv(query.separator.unwrap_or_default()),
         ExportFormat::Json => Format::Json,
@@ -370,7 +379,7 @@ pub enum ReportFormat {
             (String = "text/csv"),
             (String = "application/pdf"),
         )),
-        BadRequest, Unauthorized, Forbidden, NotFound, Unprocessable,
+        BadRequest, Unauthorized, Forbidden, NotFound,
     ))]
 async fn report(
     State(state): State<AppState>,
@@ -378,8 +387,7 @@ async fn report(
     Query(query): Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(READERS)?;
-    check_year("from", query.from)?;
-    check_year("to", query.to)?;
+    check_period(Some(query.from), Some(query.to))?;
     let report = reports::build(&state.db, &caller, query.store_id, query.from, query.to).await?;
     let name = format!(
         "imark-report-{}-{}",

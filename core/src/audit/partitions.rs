@@ -114,8 +114,11 @@ where
         let exchanges = partition_name("truemark_exchanges", month);
         let txn = db.begin().await?;
         // Replicas dropping at once queue here; the later ones find the month gone.
+        // Dropping a partition locks its parent; a long report must not stall every append
+        // behind it, so the drop gives up and waits for the next run instead.
         txn.execute_unprepared(
-            "SELECT pg_advisory_xact_lock(hashtext('imark:evidence-partitions'))",
+            "SET LOCAL lock_timeout = '5s'; \
+             SELECT pg_advisory_xact_lock(hashtext('imark:evidence-partitions'))",
         )
         .await?;
         if !exists(&txn, &records).await? {

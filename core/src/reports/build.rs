@@ -7,13 +7,13 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::model::{
-    Count, CriterionCount, DocumentRef, ExchangeSummary, HostStats, NoCheckPeriod, Report,
-    StoreRef, Totals, TruemarkStats, WarnedSale,
+    Count, CriterionCount, DocumentRef, ExchangeSummary, HostStats, Integrity, NoCheckPeriod,
+    Report, StoreRef, Totals, TruemarkStats, WarnedSale,
 };
 use crate::error::{Error, Result};
 use crate::ids::utc;
 use crate::principal::{Principal, StoreScope};
-use crate::{stores, tenants};
+use crate::{audit, stores, tenants};
 
 /// Which stores a report covers: one, or every store the caller may read (`None`: the whole
 /// tenant).
@@ -86,6 +86,58 @@ pub async fn build(
         sales_without_tag1260: sales_without_tag(db, &coverage, from, to).await?,
         warned_and_sold: warned_and_sold(db, &coverage, from, to).await?,
         truemark: truemark(db, &coverage, from, to).await?,
+        integrity: integrity(db, principal, store_id, &coverage, from, to).await?,
+    })
+}
+
+/// Verifies the chains the report covers and matches the period's documents, on which every
+/// total rests, against the answers their audit records hold.
+async fn integrity(
+    db: &DatabaseConnection,
+    principal: &Principal,
+    store_id: Option<Uuid>,
+    coverage: &Coverage,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Integrity> {
+    let verification = audit::verify(db, principal, store_id, from, to).await?;
+    #[derive(FromQueryResult)]
+    struct Unmatched {
+        id: Uuid,
+    }
+    let (documents_cond, extra) = coverage.condition("d.store_id");
+    let (records_cond, _) = coverage.condition("a.chain");
+    let unmatched = Unmatched::find_by_statement(statement(
+        db,
+        format!(
+            "SELECT id FROM ( \
+                 SELECT d.id FROM documents d \
+                 WHERE d.tenant_id = $1 AND d.created_at >= $2 AND d.created_at < $3{documents_cond} \
+                   AND NOT EXISTS ( \
+                       SELECT 1 FROM audit_records a \
+                       WHERE a.tenant_id = d.tenant_id AND a.document_id = d.id \
+                         AND a.chain = d.store_id AND a.kind = 'document' \
+                         AND a.content::jsonb -> 'body' -> 'answer' = d.answer) \
+                 UNION \
+                 SELECT a.document_id FROM audit_records a \
+                 WHERE a.tenant_id = $1 AND a.at >= $2 AND a.at < $3{records_cond} \
+                   AND a.kind = 'document' \
+                   AND NOT EXISTS ( \
+                       SELECT 1 FROM documents d \
+                       WHERE d.id = a.document_id AND d.tenant_id = a.tenant_id) \
+             ) unmatched ORDER BY id LIMIT 1000"
+        ),
+        coverage,
+        from,
+        to,
+        extra,
+    ))
+    .all(db)
+    .await?;
+    Ok(Integrity {
+        ok: verification.ok && unmatched.is_empty(),
+        chains: verification.chains,
+        documents_unmatched: unmatched.into_iter().map(|u| u.id).collect(),
     })
 }
 
@@ -273,10 +325,6 @@ async fn no_check_periods(
 /// A transition's exchange as it was kept (the client's record, serialised).
 fn exchange_summary(value: &Value) -> ExchangeSummary {
     ExchangeSummary {
-        id: value
-            .get("id")
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse().ok()),
         url: value
             .get("url")
             .and_then(Value::as_str)
@@ -475,7 +523,8 @@ async fn truemark(
             "SELECT count(*) AS failovers FROM ( \
                  SELECT e.document_id {scope} AND e.document_id IS NOT NULL \
                    AND e.endpoint = 'codes_check' \
-                 GROUP BY e.document_id HAVING count(*) > 1) f"
+                 GROUP BY e.document_id \
+                 HAVING count(DISTINCT substring(e.url FROM '^[a-z]+://([^/]+)')) > 1) f"
         ),
         coverage,
         from,

@@ -27,6 +27,22 @@ pub struct Report {
     /// Items sold although a criterion under a `warn` policy flagged them.
     pub warned_and_sold: Vec<WarnedSale>,
     pub truemark: TruemarkStats,
+    /// Whether the records this report is built from are intact.
+    pub integrity: Integrity,
+}
+
+/// The report's own check of its evidence: the hash chains it covers, verified over the period,
+/// and every document of the period matched against the audit record written with it. The
+/// last hash of each chain seals the report: a later copy of the log that still holds it
+/// cannot have been rewritten before it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Integrity {
+    /// Every chain verified and every document agrees with its audit record.
+    pub ok: bool,
+    pub chains: Vec<crate::audit::ChainVerification>,
+    /// Documents whose stored answer differs from the one their audit record holds, or that
+    /// have no record; and records whose document is gone. At most 1000 are listed.
+    pub documents_unmatched: Vec<Uuid>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -82,7 +98,6 @@ pub struct NoCheckPeriod {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ExchangeSummary {
-    pub id: Option<Uuid>,
     pub url: String,
     pub started_at: Option<DateTime<Utc>>,
     pub http_status: Option<i32>,
@@ -124,7 +139,7 @@ pub struct TruemarkStats {
     pub latency_p95_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
     pub latency_max_ms: Option<i64>,
-    /// Documents whose check needed more than one host.
+    /// Documents whose check went to more than one host.
     pub failovers: u64,
     /// Per ЧЗ host, busiest first.
     pub hosts: Vec<HostStats>,

@@ -93,17 +93,21 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// | `truemark` | `exchanges, failed, latency_p50_ms, latency_p95_ms, latency_p99_ms, latency_max_ms, failovers` |
 /// | `truemark_hosts` | `host, exchanges, failed, latency_p50_ms, latency_p95_ms` |
 /// | `no_check_periods` | `base_url, region, started_at, ended_at, reason` |
-/// | `no_check_exchanges` | `period, exchange_id, url, started_at, http_status, duration_ms, error` |
+/// | `no_check_exchanges` | `period, url, started_at, http_status, duration_ms, error` |
 /// | `sales_without_tag1260` | `document_id, store_id, pos_document_id, at, kind, mode, verdict, items` |
 /// | `warned_and_sold` | `document_id, store_id, pos_document_id, at, position, cis, criteria` |
+/// | `integrity` | `ok, documents_unmatched` |
+/// | `integrity_chains` | `store_id, records, first_seq, last_seq, last_hash, ok, problem, detail` |
+/// | `integrity_unmatched` | `document_id` |
 ///
 /// `no_check_exchanges.period` is the `row` number of its period in `no_check_periods`.
 /// `warned_and_sold.criteria` lists the criteria separated by a space. `report.from` is inclusive,
 /// `report.to` exclusive. A value that is absent (a store of a whole-tenant report, a latency with
 /// no exchange, an open period's end) is an empty cell.
 ///
-/// Timestamps are ISO 8601 in UTC to the second (`2026-12-01T09:30:00Z`); numbers are not
-/// localised (`.` decimals, no grouping). A text cell that would start with `=`, `+`, `-` or `@`
+/// Timestamps are ISO 8601 in UTC to the second (`2026-12-01T09:30:00Z`). Numbers have no
+/// grouping; a fraction (a latency percentile) has a decimal comma with the `;` separator, as
+/// the locales that use `;` read it, and a decimal point with `,`. A text cell that would start with `=`, `+`, `-` or `@`
 /// gets a leading `'`, so that a spreadsheet never runs text that came from a POS or from ЧЗ as
 /// a formula.
 ///
@@ -135,7 +139,7 @@ pub fn write_csv(
 
     writer.write_record(["section", "row"])?;
     write_header_sections(&mut writer, report)?;
-    write_truemark_sections(&mut writer, report)?;
+    write_truemark_sections(&mut writer, report, options.separator)?;
     write_no_check_sections(&mut writer, &report.no_check_periods)?;
     write_section(
         &mut writer,
@@ -166,6 +170,7 @@ pub fn write_csv(
         ],
         report.warned_and_sold.iter().map(warned_cells),
     )?;
+    write_integrity_sections(&mut writer, report)?;
 
     writer.flush()?;
     Ok(())
@@ -242,7 +247,9 @@ fn write_header_sections<W: Write>(
 fn write_truemark_sections<W: Write>(
     writer: &mut csv::Writer<W>,
     report: &Report,
+    separator: Separator,
 ) -> Result<(), RenderError> {
+    let decimal = |value: Option<f64>| decimal(value, separator);
     let stats = &report.truemark;
     write_section(
         writer,
@@ -259,9 +266,9 @@ fn write_truemark_sections<W: Write>(
         [vec![
             stats.exchanges.to_string(),
             stats.failed.to_string(),
-            optional(stats.latency_p50_ms),
-            optional(stats.latency_p95_ms),
-            optional(stats.latency_p99_ms),
+            decimal(stats.latency_p50_ms),
+            decimal(stats.latency_p95_ms),
+            decimal(stats.latency_p99_ms),
             optional(stats.latency_max_ms),
             stats.failovers.to_string(),
         ]],
@@ -281,8 +288,8 @@ fn write_truemark_sections<W: Write>(
                 safe_text(&host.host),
                 host.exchanges.to_string(),
                 host.failed.to_string(),
-                optional(host.latency_p50_ms),
-                optional(host.latency_p95_ms),
+                decimal(host.latency_p50_ms),
+                decimal(host.latency_p95_ms),
             ]
         }),
     )
@@ -310,7 +317,6 @@ fn write_no_check_sections<W: Write>(
         period.exchanges.iter().map(move |exchange| {
             vec![
                 (index + 1).to_string(),
-                optional(exchange.id),
                 safe_text(&exchange.url),
                 exchange.started_at.map_or_else(String::new, iso),
                 optional(exchange.http_status),
@@ -327,7 +333,6 @@ fn write_no_check_sections<W: Write>(
         "no_check_exchanges",
         &[
             "period",
-            "exchange_id",
             "url",
             "started_at",
             "http_status",
@@ -336,6 +341,78 @@ fn write_no_check_sections<W: Write>(
         ],
         exchanges,
     )
+}
+
+fn write_integrity_sections<W: Write>(
+    writer: &mut csv::Writer<W>,
+    report: &Report,
+) -> Result<(), RenderError> {
+    let integrity = &report.integrity;
+    write_section(
+        writer,
+        "integrity",
+        &["ok", "documents_unmatched"],
+        [vec![
+            integrity.ok.to_string(),
+            integrity.documents_unmatched.len().to_string(),
+        ]],
+    )?;
+    write_section(
+        writer,
+        "integrity_chains",
+        &[
+            "store_id",
+            "records",
+            "first_seq",
+            "last_seq",
+            "last_hash",
+            "ok",
+            "problem",
+            "detail",
+        ],
+        integrity.chains.iter().map(|chain| {
+            let problem = chain.broken.as_ref().map(|broken| {
+                serde_json::to_value(broken.problem)
+                    .ok()
+                    .and_then(|value| value.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            });
+            vec![
+                optional(chain.store_id),
+                chain.records.to_string(),
+                optional(chain.first_seq),
+                optional(chain.last_seq),
+                chain.last_hash.clone().unwrap_or_default(),
+                chain.ok.to_string(),
+                problem.unwrap_or_default(),
+                chain
+                    .broken
+                    .as_ref()
+                    .map_or_else(String::new, |broken| safe_text(&broken.detail)),
+            ]
+        }),
+    )?;
+    write_section(
+        writer,
+        "integrity_unmatched",
+        &["document_id"],
+        integrity
+            .documents_unmatched
+            .iter()
+            .map(|id| vec![id.to_string()]),
+    )
+}
+
+/// A fraction as the separator's locales write it: `12,5` beside `;`, `12.5` beside `,`.
+fn decimal(value: Option<f64>, separator: Separator) -> String {
+    let Some(value) = value else {
+        return String::new();
+    };
+    let text = value.to_string();
+    match separator {
+        Separator::Semicolon => text.replace('.', ","),
+        Separator::Comma => text,
+    }
 }
 
 /// One section: its `columns` row, then its data rows numbered from 1.
@@ -486,6 +563,61 @@ fn lay_out_report(layout: &mut Layout<'_>, report: &Report) {
     lay_out_truemark(layout, report);
     lay_out_no_check(layout, report);
     lay_out_lists(layout, report);
+    lay_out_integrity(layout, report);
+}
+
+fn lay_out_integrity(layout: &mut Layout<'_>, report: &Report) {
+    let integrity = &report.integrity;
+    layout.heading("6. Целостность журнала");
+    layout.paragraph(if integrity.ok {
+        "Цепочки записей журнала за период проверены: ни одна запись не изменена, не удалена и \
+         не переставлена; каждый документ совпадает с записью, сделанной при его проверке."
+    } else {
+        "ВНИМАНИЕ: журнал за период не прошёл проверку. Итоги отчёта могут не совпадать с тем, \
+         что было записано при проверках; подробности ниже."
+    });
+    layout.table(&Table {
+        caption: "Цепочки журнала".to_owned(),
+        columns: vec![
+            Column::text("Цепочка", 0.2),
+            Column::number("Записей", 0.1),
+            Column::text("Номера", 0.13),
+            Column::text("Хеш последней записи (SHA-256)", 0.37),
+            Column::text("Итог", 0.2),
+        ],
+        rows: integrity
+            .chains
+            .iter()
+            .map(|chain| {
+                vec![
+                    chain
+                        .store_id
+                        .map_or_else(|| "организация".to_owned(), |id| id.to_string()),
+                    chain.records.to_string(),
+                    match (chain.first_seq, chain.last_seq) {
+                        (Some(first), Some(last)) => format!("{first}–{last}"),
+                        _ => "—".to_owned(),
+                    },
+                    chain.last_hash.clone().unwrap_or_else(|| "—".to_owned()),
+                    chain.broken.as_ref().map_or_else(
+                        || "в порядке".to_owned(),
+                        |broken| format!("нарушена: {}", broken.detail),
+                    ),
+                ]
+            })
+            .collect(),
+    });
+    if !integrity.documents_unmatched.is_empty() {
+        layout.table(&Table {
+            caption: "Документы, не совпадающие с журналом".to_owned(),
+            columns: vec![Column::text("Документ", 1.0)],
+            rows: integrity
+                .documents_unmatched
+                .iter()
+                .map(|id| vec![id.to_string()])
+                .collect(),
+        });
+    }
 }
 
 fn lay_out_totals(layout: &mut Layout<'_>, report: &Report) {
@@ -1491,7 +1623,6 @@ mod tests {
                 reason: "ни один хост ЧЗ не ответил за отведённое время".to_owned(),
                 exchanges: vec![
                     ExchangeSummary {
-                        id: Some(Uuid::now_v7()),
                         url: "https://cdn01.crpt.ru/api/v4/true-api/codes/check".to_owned(),
                         started_at: Some(at(3, 14, 1)),
                         http_status: None,
@@ -1499,7 +1630,6 @@ mod tests {
                         error: Some("timed out".to_owned()),
                     },
                     ExchangeSummary {
-                        id: Some(Uuid::now_v7()),
                         url: "https://cdn02.crpt.ru/api/v4/true-api/codes/check".to_owned(),
                         started_at: Some(at(3, 14, 2)),
                         http_status: Some(503),
@@ -1559,6 +1689,19 @@ mod tests {
                         latency_p95_ms: None,
                     },
                 ],
+            },
+            integrity: crate::reports::model::Integrity {
+                ok: true,
+                chains: vec![crate::audit::ChainVerification {
+                    store_id: Some(Uuid::nil()),
+                    records: 1400,
+                    first_seq: Some(18),
+                    last_seq: Some(1417),
+                    last_hash: Some("ab".repeat(32)),
+                    ok: true,
+                    broken: None,
+                }],
+                documents_unmatched: Vec::new(),
             },
         }
     }
@@ -1661,12 +1804,20 @@ mod tests {
             assert_eq!(value(row, "warned"), criterion.warned.to_string());
         }
         let truemark = section(&records, "truemark");
-        assert_eq!(value(&truemark[0], "latency_p95_ms"), "310.25");
+        assert_eq!(
+            value(&truemark[0], "latency_p95_ms"),
+            "310,25",
+            "beside `;` a fraction has a decimal comma"
+        );
         assert_eq!(value(&truemark[0], "failovers"), "12");
         let hosts = section(&records, "truemark_hosts");
         assert_eq!(value(&hosts[1], "latency_p50_ms"), "");
         assert_eq!(section(&records, "warned_and_sold").len(), 20);
         assert_eq!(section(&records, "sales_without_tag1260").len(), 44);
+        let chains = section(&records, "integrity_chains");
+        assert_eq!(value(&chains[0], "last_seq"), "1417");
+        assert_eq!(value(&chains[0], "last_hash"), "ab".repeat(32));
+        assert_eq!(value(&section(&records, "integrity")[0], "ok"), "true");
     }
 
     #[test]
@@ -1709,6 +1860,8 @@ mod tests {
         assert_eq!(value(&header[0], "tenant_name"), report.tenant_name);
         assert_eq!(value(&header[0], "store_name"), STORE_NAME);
         assert_eq!(read_csv(&semicolon, b';').len(), records.len());
+        let truemark = section(&records, "truemark");
+        assert_eq!(value(&truemark[0], "latency_p50_ms"), "84.5");
     }
 
     #[test]
