@@ -161,13 +161,28 @@ impl Entry {
 /// exactly when its record is.
 pub struct AdminChange {
     txn: sea_orm::DatabaseTransaction,
+    cis: Vec<String>,
 }
 
 impl AdminChange {
     pub async fn begin(db: &sea_orm::DatabaseConnection) -> Result<Self> {
         Ok(Self {
             txn: sea_orm::TransactionTrait::begin(db).await?,
+            cis: Vec::new(),
         })
+    }
+
+    /// Gives the change up: nothing of it is kept, and nothing is recorded.
+    pub async fn rollback(self) -> Result<()> {
+        sea_orm::TransactionSession::rollback(self.txn).await?;
+        Ok(())
+    }
+
+    /// Names the marks the change concerns, so that the log finds it by КИ.
+    pub fn concerning(&mut self, cis: impl IntoIterator<Item = String>) {
+        self.cis.extend(cis);
+        self.cis.sort();
+        self.cis.dedup();
     }
 
     /// Where the change is made.
@@ -186,12 +201,9 @@ impl AdminChange {
         details: &impl Serialize,
     ) -> Result<()> {
         let details = serde_json::to_value(details).map_err(Error::internal)?;
-        append(
-            &self.txn,
-            tenant_id,
-            Entry::admin(principal, action, store_id, details),
-        )
-        .await?;
+        let mut entry = Entry::admin(principal, action, store_id, details);
+        entry.cis = self.cis;
+        append(&self.txn, tenant_id, entry).await?;
         sea_orm::TransactionSession::commit(self.txn).await?;
         Ok(())
     }

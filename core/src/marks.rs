@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use entities::marks;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait as _, ConnectionTrait as _, DatabaseConnection, EntityTrait as _, QueryFilter as _,
+    ColumnTrait as _, ConnectionTrait, DatabaseConnection, EntityTrait as _, QueryFilter as _,
     QueryOrder as _, QuerySelect as _, Statement,
 };
 use serde::{Deserialize, Serialize};
@@ -93,8 +93,8 @@ pub struct Actor {
 }
 
 /// Adds scanned codes as available marks; codes already known are left as they are.
-pub async fn add(
-    db: &DatabaseConnection,
+pub async fn add<C: ConnectionTrait>(
+    db: &C,
     actor: Actor,
     codes: &[String],
 ) -> Result<Vec<AddedMark>> {
@@ -155,7 +155,7 @@ pub async fn add(
 }
 
 /// One mark, by КИ (a full code is cut to its КИ).
-pub async fn get(db: &DatabaseConnection, actor: Actor, cis: &str) -> Result<MarkView> {
+pub async fn get<C: ConnectionTrait>(db: &C, actor: Actor, cis: &str) -> Result<MarkView> {
     let cis = parse_cis(cis)?;
     let reader = Actor {
         store_id: None,
@@ -168,8 +168,8 @@ pub async fn get(db: &DatabaseConnection, actor: Actor, cis: &str) -> Result<Mar
 }
 
 /// Sets a mark's status by hand, e.g. to correct the base after a sale made elsewhere.
-pub async fn set_status(
-    db: &DatabaseConnection,
+pub async fn set_status<C: ConnectionTrait>(
+    db: &C,
     actor: Actor,
     cis: &str,
     status: MarkStatus,
@@ -205,7 +205,7 @@ pub async fn set_status(
 }
 
 /// Removes a mark from the base.
-pub async fn remove(db: &DatabaseConnection, actor: Actor, cis: &str) -> Result<()> {
+pub async fn remove<C: ConnectionTrait>(db: &C, actor: Actor, cis: &str) -> Result<Cis> {
     let cis = parse_cis(cis)?;
     if find(db, actor, &cis).await?.is_none() {
         return Err(Error::NotFound("mark"));
@@ -216,7 +216,7 @@ pub async fn remove(db: &DatabaseConnection, actor: Actor, cis: &str) -> Result<
         .filter(store_filter(actor))
         .exec(db)
         .await?;
-    Ok(())
+    Ok(cis)
 }
 
 /// A page of marks, by КИ.
@@ -317,7 +317,7 @@ fn parse_cis(raw: &str) -> Result<Cis> {
     Cis::parse(raw).map_err(|e| Error::invalid("cis", e.cashier_message()))
 }
 
-async fn find(db: &DatabaseConnection, actor: Actor, cis: &Cis) -> Result<Option<marks::Model>> {
+async fn find<C: ConnectionTrait>(db: &C, actor: Actor, cis: &Cis) -> Result<Option<marks::Model>> {
     let mut select = marks::Entity::find()
         .filter(marks::Column::TenantId.eq(actor.tenant_id))
         .filter(marks::Column::Cis.eq(cis.as_str()));

@@ -668,6 +668,54 @@ async fn admin_changes_are_logged_with_who_made_them_and_no_secret() {
 }
 
 #[tokio::test]
+async fn hand_edits_of_the_mark_base_are_logged_and_found_by_their_mark() {
+    let chain = chain().await;
+    chain.sell(0, "d1", EXPIRED, None).await;
+    let store = &chain.stores[0].1;
+    // A sold mark made sellable again by hand is exactly what an auditor must be able to find.
+    let body = json!({"cis": EXPIRED_CIS, "status": "available"});
+    let response = chain.app.put("/unique_product_stamp", store, &body).await;
+    assert_eq!(response.status, 200, "{}", response.text);
+    let added = json!({"codes": [UNKNOWN, "not a code"]});
+    let response = chain.app.post("/create_stamp", &chain.hq, &added).await;
+    assert_eq!(response.status, 200, "{}", response.text);
+
+    let cis = urlencode(EXPIRED_CIS);
+    let records = chain
+        .audit(&chain.hq, &format!("cis={cis}&kind=admin"))
+        .await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0]["action"], "mark.status_set");
+    assert_eq!(records[0]["store_id"], json!(chain.store(0)));
+    assert!(records[0]["actor"].as_str().unwrap().starts_with("store:"));
+    assert_eq!(records[0]["body"]["status"], "available");
+
+    let bulk = chain.audit(&chain.hq, "kind=admin").await;
+    let bulk = bulk.iter().find(|r| r["action"] == "marks.added").unwrap();
+    assert_eq!(
+        bulk["store_id"],
+        Value::Null,
+        "an HQ change is the tenant's"
+    );
+    assert_eq!(
+        bulk["cis"].as_array().unwrap().len(),
+        1,
+        "only what was added"
+    );
+
+    let removed = chain
+        .app
+        .delete(&format!("/unique_product_stamp/{cis}"), store)
+        .await;
+    assert_eq!(removed.status, 204, "{}", removed.text);
+    let records = chain
+        .audit(&chain.hq, &format!("cis={cis}&kind=admin"))
+        .await;
+    assert_eq!(records.last().unwrap()["action"], "mark.removed");
+    assert_eq!(chain.verify(&chain.hq, "").await["ok"], true);
+}
+
+#[tokio::test]
 async fn each_role_sees_only_its_own_stores_and_no_tenant_sees_another() {
     let chain = chain().await;
     chain.sell(0, "a", ALLOWED, Some(ALLOWED_PRICE)).await;

@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, SecondsFormat, Utc};
+use imark_core::audit::AdminChange;
 use imark_core::auth::Role;
 use imark_core::cdn::CdnGroup;
 use imark_core::credentials;
@@ -123,7 +124,10 @@ async fn create_stamps(
     Json(body): Json<CreateStamps>,
 ) -> Result<Json<CreateStampsAnswer>, ApiError> {
     caller.require(&[Role::HqAdmin, Role::Store])?;
-    let items = marks::add(&state.db, actor(&caller)?, &body.codes).await?;
+    let actor = actor(&caller)?;
+    let change = AdminChange::begin(&state.db).await?;
+    let items = marks::add(change.db(), actor, &body.codes).await?;
+    record_added(change, &caller, actor, &items).await?;
     let count = |what: &str| items.iter().filter(|i| i.result == what).count();
     Ok(Json(CreateStampsAnswer {
         added: count("added"),
@@ -148,7 +152,9 @@ async fn add_stamp(
 ) -> Result<(StatusCode, Json<MarkView>), ApiError> {
     caller.require(&[Role::HqAdmin, Role::Store])?;
     let actor = actor(&caller)?;
-    let added = marks::add(&state.db, actor, std::slice::from_ref(&body.code)).await?;
+    let change = AdminChange::begin(&state.db).await?;
+    let added = marks::add(change.db(), actor, std::slice::from_ref(&body.code)).await?;
+    record_added(change, &caller, actor, &added).await?;
     let Some(item) = added.into_iter().next() else {
         return Err(ApiError::from(imark_core::Error::invalid(
             "code",
@@ -182,7 +188,20 @@ async fn update_stamp(
     Json(body): Json<UpdateStamp>,
 ) -> Result<Json<MarkView>, ApiError> {
     caller.require(&[Role::HqAdmin, Role::Store])?;
-    let mark = marks::set_status(&state.db, actor(&caller)?, &body.cis, body.status).await?;
+    let actor = actor(&caller)?;
+    let mut change = AdminChange::begin(&state.db).await?;
+    let mark = marks::set_status(change.db(), actor, &body.cis, body.status).await?;
+    change.concerning([mark.cis.clone()]);
+    let details = serde_json::json!({ "cis": mark.cis, "status": mark.status });
+    change
+        .commit(
+            &caller,
+            actor.tenant_id,
+            "mark.status_set",
+            actor.store_id,
+            &details,
+        )
+        .await?;
     tracing::info!(status = mark.status.as_str(), "mark status set by hand");
     Ok(Json(mark))
 }
@@ -256,7 +275,20 @@ async fn delete_stamp(
     Path(cis): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(&[Role::HqAdmin, Role::Store])?;
-    marks::remove(&state.db, actor(&caller)?, &cis).await?;
+    let actor = actor(&caller)?;
+    let mut change = AdminChange::begin(&state.db).await?;
+    let cis = marks::remove(change.db(), actor, &cis).await?;
+    change.concerning([cis.as_str().to_owned()]);
+    let details = serde_json::json!({ "cis": cis.as_str() });
+    change
+        .commit(
+            &caller,
+            actor.tenant_id,
+            "mark.removed",
+            actor.store_id,
+            &details,
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -318,6 +350,36 @@ async fn store_mode(state: &AppState, caller: &Principal) -> Result<Mode, ApiErr
     };
     let group = CdnGroup::new(base, settings.region);
     Ok(modes::current(&state.db, tenant_id, &group).await?)
+}
+
+/// Logs the marks a request added to the base (none: nothing to log) and commits.
+async fn record_added(
+    mut change: AdminChange,
+    caller: &Principal,
+    actor: Actor,
+    items: &[AddedMark],
+) -> Result<(), ApiError> {
+    let added: Vec<String> = items
+        .iter()
+        .filter(|item| item.result == "added")
+        .filter_map(|item| item.cis.clone())
+        .collect();
+    if added.is_empty() {
+        change.rollback().await?;
+        return Ok(());
+    }
+    change.concerning(added.iter().cloned());
+    let details = serde_json::json!({ "cis": added });
+    change
+        .commit(
+            caller,
+            actor.tenant_id,
+            "marks.added",
+            actor.store_id,
+            &details,
+        )
+        .await?;
+    Ok(())
 }
 
 fn actor(caller: &Principal) -> Result<Actor, ApiError> {
