@@ -957,6 +957,26 @@ pub struct Verification {
     pub chains: Vec<ChainVerification>,
 }
 
+/// [`verify`] in one read-only snapshot: records committed while it reads are neither half seen
+/// nor taken for a broken link.
+pub async fn verify_in_snapshot(
+    db: &sea_orm::DatabaseConnection,
+    principal: &Principal,
+    store_id: Option<Uuid>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Verification> {
+    let txn = sea_orm::TransactionTrait::begin_with_config(
+        db,
+        Some(sea_orm::IsolationLevel::RepeatableRead),
+        Some(sea_orm::AccessMode::ReadOnly),
+    )
+    .await?;
+    let verification = verify(&txn, principal, store_id, from, to).await?;
+    sea_orm::TransactionSession::commit(txn).await?;
+    Ok(verification)
+}
+
 /// Verifies the chain of `store_id` (or of every store the caller may read, and the tenant's
 /// own chain when it may read the whole tenant).
 pub async fn verify<C: ConnectionTrait>(
@@ -978,6 +998,22 @@ pub async fn verify<C: ConnectionTrait>(
         ok: results.iter().all(|c| c.ok),
         chains: results,
     })
+}
+
+/// Refuses, as not found, a store the caller may not read (or that is not its tenant's).
+pub async fn check_store<C: ConnectionTrait>(
+    db: &C,
+    principal: &Principal,
+    store_id: Uuid,
+) -> Result<()> {
+    chains_in_scope(
+        db,
+        principal.tenant()?,
+        &principal.store_scope(),
+        Some(store_id),
+    )
+    .await?;
+    Ok(())
 }
 
 /// The chains the caller may read, narrowed to `store_id` when given: taken from the tenant's
@@ -1056,12 +1092,15 @@ pub async fn list<C: ConnectionTrait>(
         values.push(value);
         sql.push_str(&clause.replace('?', &format!("${}", values.len())));
     };
-    match principal.store_scope() {
+    let scope = principal.store_scope();
+    if let Some(store) = filter.store_id {
+        // A store of another tenant or outside the caller's stores is not found, as everywhere.
+        chains_in_scope(db, tenant_id, &scope, Some(store)).await?;
+        push(&mut sql, " AND chain = ?", store.into());
+    }
+    match scope {
         StoreScope::All => {}
         StoreScope::Only(ids) => push(&mut sql, " AND chain = ANY(?::uuid[])", ids.into()),
-    }
-    if let Some(store) = filter.store_id {
-        push(&mut sql, " AND chain = ?", store.into());
     }
     if let Some(from) = filter.from {
         push(&mut sql, " AND at >= ?", from.into());
@@ -1147,16 +1186,21 @@ pub async fn get<C: ConnectionTrait>(
     if !visible {
         return Err(Error::NotFound("audit record"));
     }
-    let exchanges = match (Kind::parse(&row.kind), row.exchange_id, row.document_id) {
-        (Some(Kind::Exchange), Some(exchange), _) => crate::evidence::find(db, tenant_id, exchange)
-            .await?
-            .into_iter()
-            .collect(),
-        (Some(Kind::Document), _, Some(document)) => {
-            crate::evidence::of_document(db, tenant_id, document).await?
-        }
+    // The exchanges the record itself names: a row added to the table later is not among them.
+    let ids: Vec<Uuid> = match Kind::parse(&row.kind) {
+        Some(Kind::Exchange) => row.exchange_id.into_iter().collect(),
+        Some(Kind::Document) => serde_json::from_str::<Content>(&row.content)
+            .ok()
+            .and_then(|c| c.entry.body.get("exchanges").cloned())
+            .and_then(|ids| serde_json::from_value(ids).ok())
+            .unwrap_or_default(),
         _ => Vec::new(),
     };
+    let mut exchanges: Vec<ExchangeRow> = crate::evidence::find_many(db, tenant_id, ids)
+        .await?
+        .into_values()
+        .collect();
+    exchanges.sort_by_key(|e| (e.started_at, e.id));
     Ok(RecordDetail {
         record: row.view(),
         exchanges,

@@ -152,24 +152,6 @@ pub async fn find_many<C: ConnectionTrait>(
     Ok(rows.into_iter().map(|row| (row.id, row)).collect())
 }
 
-/// The exchanges a document's check made, in order.
-pub async fn of_document<C: ConnectionTrait>(
-    db: &C,
-    tenant_id: Uuid,
-    document_id: Uuid,
-) -> Result<Vec<ExchangeRow>> {
-    Ok(ExchangeRow::find_by_statement(Statement::from_sql_and_values(
-        db.get_database_backend(),
-        format!(
-            "SELECT {COLUMNS} FROM truemark_exchanges WHERE document_id = $1 AND tenant_id = $2 \
-             ORDER BY started_at, id"
-        ),
-        [document_id.into(), tenant_id.into()],
-    ))
-    .all(db)
-    .await?)
-}
-
 /// Keeps `rows` for a later write after the database refused them. Never fails: when Redis is
 /// unreachable too, the rows go to the error log, the last place they can be recovered from.
 pub async fn spool(cache: &Cache, rows: &[ExchangeRow]) {

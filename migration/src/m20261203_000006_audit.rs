@@ -56,7 +56,7 @@ DROP INDEX truemark_exchanges_document;
 DROP INDEX truemark_exchanges_tenant_time;
 CREATE TABLE truemark_exchanges (
     id            uuid NOT NULL,
-    tenant_id     uuid NOT NULL,
+    tenant_id     uuid NOT NULL REFERENCES tenants (id),
     store_id      uuid,
     document_id   uuid,
     endpoint      text NOT NULL,
@@ -110,6 +110,8 @@ CREATE INDEX audit_records_req_id ON audit_records (tenant_id, req_id) WHERE req
 CREATE INDEX audit_records_cis ON audit_records USING gin (cis);
 CREATE INDEX audit_records_document ON audit_records (tenant_id, document_id)
     WHERE document_id IS NOT NULL;
+CREATE INDEX audit_records_exchange ON audit_records (tenant_id, exchange_id)
+    WHERE exchange_id IS NOT NULL;
 
 -- The newest record of every chain: appends queue on its row.
 CREATE TABLE audit_heads (

@@ -735,12 +735,12 @@ async fn each_role_sees_only_its_own_stores_and_no_tenant_sees_another() {
     let own = chain.audit(&pos0, "limit=500").await;
     assert!(!own.is_empty());
     assert!(own.iter().all(|r| r["store_id"] == json!(store0)));
-    assert!(
-        chain
-            .audit(&pos0, &format!("store_id={store1}"))
-            .await
-            .is_empty()
-    );
+    for path in [
+        format!("/audit?store_id={store1}"),
+        format!("/audit/export?store_id={store1}"),
+    ] {
+        assert_eq!(chain.app.get(&path, &pos0).await.status, 404, "{path}");
+    }
     let chains = chain.verify(&pos0, "").await["chains"].clone();
     assert_eq!(chains.as_array().unwrap().len(), 1);
     assert_eq!(chains[0]["store_id"], json!(store0));
@@ -786,11 +786,13 @@ async fn each_role_sees_only_its_own_stores_and_no_tenant_sees_another() {
             .iter()
             .all(|r| r["kind"] == "admin" && r["store_id"].is_null())
     );
-    assert!(
+    assert_eq!(
         chain
-            .audit(&stranger, &format!("store_id={store0}"))
+            .app
+            .get(&format!("/audit?store_id={store0}"), &stranger)
             .await
-            .is_empty()
+            .status,
+        404
     );
     assert_eq!(
         chain
@@ -946,7 +948,7 @@ async fn the_report_counts_what_the_log_holds_in_every_format() {
 }
 
 #[tokio::test]
-async fn a_report_names_documents_edited_behind_the_log_and_seals_its_chains() {
+async fn a_report_counts_what_the_log_holds_not_what_the_tables_were_edited_to_say() {
     let chain = chain().await;
     chain.trade().await;
     let store0 = chain.store(0);
@@ -957,40 +959,165 @@ async fn a_report_names_documents_edited_behind_the_log_and_seals_its_chains() {
         urlencode(&from),
         urlencode(&to)
     );
-    let integrity = async |chain: &Chain| {
+    let report = async |chain: &Chain| {
         let response = chain.app.get(&query, &chain.hq).await;
         assert_eq!(response.status, 200, "{}", response.text);
-        response.json()["integrity"].clone()
+        response.json()
     };
 
-    let sound = integrity(&chain).await;
-    assert_eq!(sound["ok"], true, "{sound:#}");
+    let before = report(&chain).await;
+    assert_eq!(before["integrity"]["ok"], true, "{:#}", before["integrity"]);
     let newest = chain
         .audit(&chain.hq, &format!("store_id={store0}&limit=500"))
         .await;
     let newest = newest.last().unwrap();
-    assert_eq!(sound["chains"][0]["last_seq"], newest["seq"]);
-    assert_eq!(sound["chains"][0]["last_hash"], newest["hash"]);
+    let seal = &before["integrity"]["chains"][0];
+    assert_eq!(seal["last_seq"], newest["seq"]);
+    assert_eq!(seal["last_hash"], newest["hash"]);
 
-    // The blocked sale rewritten as allowed in the documents table, where the totals come from.
+    // Plain SQL, no trigger switched off: the operational tables are rewritten and forged rows
+    // are slipped in beside the evidence.
     #[derive(FromQueryResult)]
     struct Id {
         id: Uuid,
     }
+    let db = &chain.app.db;
     let edited = Id::find_by_statement(Statement::from_string(
-        chain.app.db.get_database_backend(),
+        db.get_database_backend(),
         "UPDATE documents SET verdict = 'allow', \
              answer = jsonb_set(answer, '{verdict}', '\"allow\"') \
          WHERE pos_document_id = 'd2' RETURNING id",
     ))
-    .one(&chain.app.db)
+    .one(db)
     .await
     .unwrap()
     .unwrap()
     .id;
-    let flagged = integrity(&chain).await;
-    assert_eq!(flagged["ok"], false, "{flagged:#}");
-    assert_eq!(flagged["documents_unmatched"], json!([edited]));
+    let voided = Id::find_by_statement(Statement::from_string(
+        db.get_database_backend(),
+        "UPDATE documents SET voided_at = now() WHERE pos_document_id = 'd4' RETURNING id",
+    ))
+    .one(db)
+    .await
+    .unwrap()
+    .unwrap()
+    .id;
+    let tenant: Uuid = chain.app.get("/me", &chain.hq).await.json()["tenant_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    db.execute_unprepared(&format!(
+        "UPDATE documents SET created_at = created_at - interval '10 days' \
+             WHERE pos_document_id = 'd3'; \
+         UPDATE document_items SET verdict = 'allow'; \
+         INSERT INTO truemark_exchanges (id, tenant_id, store_id, document_id, endpoint, method, \
+             url, started_at, duration_ms, http_status) \
+         SELECT gen_random_uuid(), tenant_id, store_id, document_id, endpoint, method, \
+             'https://forged.example/api/v4/true-api/codes/check', started_at, 5, 503 \
+         FROM truemark_exchanges WHERE store_id = '{store0}' LIMIT 1; \
+         INSERT INTO mode_transitions (id, tenant_id, base_url, region, from_mode, to_mode, \
+             reason, exchanges) \
+         VALUES (gen_random_uuid(), '{tenant}', 'x', 'test', 'online', 'no_check', 'forged', \
+             '[]')"
+    ))
+    .await
+    .unwrap();
+
+    let after = report(&chain).await;
+    for part in [
+        "totals",
+        "sales_without_tag1260",
+        "warned_and_sold",
+        "no_check_periods",
+    ] {
+        assert_eq!(
+            after[part], before[part],
+            "{part} still says what the log holds"
+        );
+    }
+    assert_eq!(
+        after["truemark"]["exchanges"], before["truemark"]["exchanges"],
+        "an exchange without its record is not counted"
+    );
+    let integrity = &after["integrity"];
+    assert_eq!(integrity["ok"], false, "{integrity:#}");
+    let mut unmatched = vec![edited, voided];
+    unmatched.sort();
+    assert_eq!(integrity["documents_unmatched"], json!(unmatched));
+    assert_eq!(integrity["exchanges_unrecorded"], 1);
+
+    // Nor does a document's record open to the forged exchange.
+    let record = chain
+        .audit(&chain.hq, &format!("document_id={edited}&kind=document"))
+        .await;
+    let detail = chain
+        .app
+        .get(
+            &format!("/audit/records/{}", record[0]["id"].as_str().unwrap()),
+            &chain.hq,
+        )
+        .await
+        .json();
+    assert!(!detail["exchanges"].as_array().unwrap().is_empty());
+    assert!(!detail.to_string().contains("forged.example"), "{detail:#}");
+}
+
+#[tokio::test]
+async fn a_warned_item_beside_a_blocked_one_is_reported_sold() {
+    let chain = chain().await;
+    let policy = json!({"preset": "law", "overrides": {"not_found": "warn"}});
+    assert_eq!(
+        chain.app.put("/policy", &chain.hq, &policy).await.status,
+        200
+    );
+    // The cashier takes the blocked item off the receipt and sells the rest.
+    let body = json!({
+        "id": "mix",
+        "type": "sale",
+        "fiscal_drive_number": "7281440500012345",
+        "items": [{"code": UNKNOWN}, {"code": EXPIRED}]
+    });
+    let answer = chain.app.post("/document", &chain.stores[0].1, &body).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let answer = answer.json();
+    assert_eq!(answer["verdict"], "block");
+    assert_eq!(answer["items"][0]["verdict"], "warn");
+    assert_eq!(answer["items"][0]["mark_status_after"], "sold");
+
+    let from = urlencode(&(Utc::now() - Duration::hours(1)).to_rfc3339());
+    let to = urlencode(&(Utc::now() + Duration::hours(1)).to_rfc3339());
+    let report = chain
+        .app
+        .get(&format!("/reports?from={from}&to={to}"), &chain.hq)
+        .await
+        .json();
+    let warned = report["warned_and_sold"].as_array().unwrap();
+    assert_eq!(warned.len(), 1, "{report:#}");
+    assert_eq!(warned[0]["pos_document_id"], "mix");
+    assert_eq!(warned[0]["position"], 0);
+}
+
+#[tokio::test]
+async fn a_record_slipped_in_before_1970_does_not_escape_verification() {
+    let chain = chain().await;
+    chain.trade().await;
+    let store = chain.store(0);
+    let seq = seq_of_document(&chain.app, store, "d2").await;
+    // INSERT is open to the service's role; only the chain tells such a record apart.
+    chain
+        .app
+        .db
+        .execute_unprepared(&format!(
+            "INSERT INTO audit_records SELECT gen_random_uuid(), tenant_id, chain, seq, \
+                 '1969-07-20T20:17:00Z', kind, store_id, document_id, exchange_id, actor, action, \
+                 verdict, mode, req_id, cis, criteria, content, prev_hash, hash \
+             FROM audit_records WHERE chain = '{store}' AND seq = {seq}"
+        ))
+        .await
+        .unwrap();
+    let slipped = broken(&chain.verify(&chain.hq, "").await);
+    assert_eq!(slipped["seq"], seq, "{slipped:#}");
 }
 
 #[tokio::test]

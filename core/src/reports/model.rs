@@ -31,18 +31,25 @@ pub struct Report {
     pub integrity: Integrity,
 }
 
-/// The report's own check of its evidence: the hash chains it covers, verified over the period,
-/// and every document of the period matched against the audit record written with it. The
-/// last hash of each chain seals the report: a later copy of the log that still holds it
-/// cannot have been rewritten before it.
+/// The report's own check of its evidence. Everything the report counts comes from the audit
+/// records of the period: the document records (with the whole answer the cashier got), the
+/// `void` records, the tenant chain's `mode` records, and ЧЗ exchanges that have their own
+/// record. Here those chains are verified over the period, and the operational tables are
+/// matched against them. The last hash of each chain seals the report: a later copy of the log
+/// that still holds it cannot have been rewritten before it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Integrity {
     /// Every chain verified and every document agrees with its audit record.
     pub ok: bool,
     pub chains: Vec<crate::audit::ChainVerification>,
-    /// Documents whose stored answer differs from the one their audit record holds, or that
-    /// have no record; and records whose document is gone. At most 1000 are listed.
+    /// Documents whose stored answer, verdict, mode or voiding differs from what their audit
+    /// records hold, or that have no record (or more than one); and records whose document is
+    /// gone. At most 1000 are
+    /// listed. The report itself counts what the records say.
     pub documents_unmatched: Vec<Uuid>,
+    /// ЧЗ exchanges of the period stored without their audit record; the report leaves them
+    /// out.
+    pub exchanges_unrecorded: u64,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

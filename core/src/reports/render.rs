@@ -96,7 +96,7 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// | `no_check_exchanges` | `period, url, started_at, http_status, duration_ms, error` |
 /// | `sales_without_tag1260` | `document_id, store_id, pos_document_id, at, kind, mode, verdict, items` |
 /// | `warned_and_sold` | `document_id, store_id, pos_document_id, at, position, cis, criteria` |
-/// | `integrity` | `ok, documents_unmatched` |
+/// | `integrity` | `ok, documents_unmatched, exchanges_unrecorded` |
 /// | `integrity_chains` | `store_id, records, first_seq, last_seq, last_hash, ok, problem, detail` |
 /// | `integrity_unmatched` | `document_id` |
 ///
@@ -351,10 +351,11 @@ fn write_integrity_sections<W: Write>(
     write_section(
         writer,
         "integrity",
-        &["ok", "documents_unmatched"],
+        &["ok", "documents_unmatched", "exchanges_unrecorded"],
         [vec![
             integrity.ok.to_string(),
             integrity.documents_unmatched.len().to_string(),
+            integrity.exchanges_unrecorded.to_string(),
         ]],
     )?;
     write_section(
@@ -607,6 +608,12 @@ fn lay_out_integrity(layout: &mut Layout<'_>, report: &Report) {
             })
             .collect(),
     });
+    if integrity.exchanges_unrecorded > 0 {
+        layout.paragraph(&format!(
+            "Обменов с ЧЗ без записи в журнале (в отчёт не вошли): {}.",
+            integrity.exchanges_unrecorded
+        ));
+    }
     if !integrity.documents_unmatched.is_empty() {
         layout.table(&Table {
             caption: "Документы, не совпадающие с журналом".to_owned(),
@@ -898,8 +905,12 @@ fn human_time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
+/// Milliseconds with one decimal, written with a decimal comma as Russian text has it.
 fn milliseconds(value: Option<f64>) -> String {
-    value.map_or_else(|| "—".to_owned(), |value| format!("{value:.1}"))
+    value.map_or_else(
+        || "—".to_owned(),
+        |value| format!("{value:.1}").replace('.', ","),
+    )
 }
 
 fn verdict_label(verdict: &str) -> &str {
@@ -1702,6 +1713,7 @@ mod tests {
                     broken: None,
                 }],
                 documents_unmatched: Vec::new(),
+                exchanges_unrecorded: 0,
             },
         }
     }
