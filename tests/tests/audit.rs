@@ -538,6 +538,8 @@ async fn broken_audit_parameters_get_a_precise_400() {
         "to=%2B200000-01-01T00:00:00Z",
         "req_id=a%00b",
         "cis=%00",
+        "cis=",
+        "req_id=%20",
     ] {
         let response = chain.app.get(&format!("/audit?{query}"), &chain.hq).await;
         assert_eq!(response.status, 400, "{query}: {}", response.text);

@@ -151,13 +151,16 @@ fn check_period(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Resul
     Ok(())
 }
 
-/// Refuses text that cannot be a КИ or a `reqId`: Postgres text holds no NUL.
+/// Refuses text that cannot be a КИ or a `reqId`: empty (a filter that would match nothing by
+/// mistake), too long, or with a NUL, which Postgres text cannot hold.
 fn check_text(name: &str, value: Option<&str>) -> Result<(), ApiError> {
     match value {
-        Some(text) if text.len() > 512 || text.contains('\0') => Err(ApiError::bad_request(
-            "invalid_parameter",
-            format!("{name} must be at most 512 bytes, without NUL"),
-        )),
+        Some(text) if text.trim().is_empty() || text.len() > 512 || text.contains('\0') => {
+            Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("{name} must be 1 to 512 bytes, without NUL"),
+            ))
+        }
         _ => Ok(()),
     }
 }
