@@ -60,8 +60,9 @@ ready() (
   read -r _ status _ <&3
   [ "$status" = 200 ]
 )
+is_ready=false
 for _ in $(seq 120); do
-  ready 2>/dev/null && break
+  if ready 2>/dev/null; then is_ready=true; break; fi
   if ! kill -0 "$api_pid" 2>/dev/null; then
     echo "The API stopped; its log is /tmp/imark-api.log:" >&2
     tail -n 20 /tmp/imark-api.log >&2
@@ -69,6 +70,12 @@ for _ in $(seq 120); do
   fi
   sleep 0.5
 done
+if [ "$is_ready" != true ]; then
+  echo "The API did not become ready at $api/readyz within 60 s (is Postgres reachable?)." >&2
+  echo "Stopping it, the worker and the emulator; the API's log is /tmp/imark-api.log:" >&2
+  tail -n 20 /tmp/imark-api.log >&2
+  exit 1
+fi
 
 cat <<TEXT
 

@@ -393,6 +393,11 @@ async fn demo(
     state: &Path,
 ) -> Value {
     let url = sandbox.discovery_url().to_string();
+    demo_with(vars, &url, app, state).await.json()
+}
+
+/// Runs `imark-api demo` against the ЧЗ URL `url`.
+async fn demo_with(vars: &HashMap<String, String>, url: &str, app: &TestApp, state: &Path) -> Run {
     let state = state.to_string_lossy().into_owned();
     imark(
         vars,
@@ -400,7 +405,7 @@ async fn demo(
             "demo",
             "--json",
             "--sandbox-url",
-            &url,
+            url,
             "--truemark-key",
             DEFAULT_API_KEY,
             "--region",
@@ -412,7 +417,14 @@ async fn demo(
         ],
     )
     .await
-    .json()
+}
+
+/// The status `/token` answers for `key`.
+async fn token_status(app: &TestApp, key: &Value) -> u16 {
+    let key = key.as_str().unwrap();
+    app.send(app.http.get(app.url("/token")).header("X-API-Key", key))
+        .await
+        .status
 }
 
 /// Runs a printed curl line with `API` and `STORE` set, when curl is installed.
@@ -466,9 +478,17 @@ async fn the_demo_is_idempotent_and_its_requests_get_the_promised_verdicts() {
     }
     let hq = app.token(second["hq_key"].as_str().unwrap()).await;
     let truemark = app.get("/truemark", &hq).await.json();
+    #[cfg(unix)]
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&state).unwrap().permissions());
     std::fs::remove_file(&state).unwrap();
     let without_state = demo(&vars, &sandbox, &app, &state).await;
     std::fs::remove_file(&state).unwrap();
+    let leftovers: Vec<String> = std::fs::read_dir(state.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(state.file_name().unwrap().to_str().unwrap()))
+        .collect();
 
     assert_eq!(
         first["created"],
@@ -502,4 +522,70 @@ async fn the_demo_is_idempotent_and_its_requests_get_the_promised_verdicts() {
     assert_eq!(without_state["tenant_id"], first["tenant_id"]);
     assert_eq!(without_state["store_id"], first["store_id"]);
     assert_eq!(without_state["created"], json!(["hq_key", "store_key"]));
+    // The keys it replaced are revoked: the demo tenant keeps one live HQ key and one store key.
+    assert_ne!(without_state["hq_key"], first["hq_key"]);
+    assert_eq!(token_status(&app, &first["hq_key"]).await, 401);
+    assert_eq!(token_status(&app, &first["store_key"]).await, 401);
+    assert_eq!(token_status(&app, &without_state["hq_key"]).await, 200);
+    assert_eq!(token_status(&app, &without_state["store_key"]).await, 200);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM api_keys WHERE revoked_at IS NULL"
+        )
+        .await,
+        2
+    );
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    #[cfg(unix)]
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn the_demo_checks_its_inputs_before_it_makes_anything() {
+    let sandbox = Sandbox::start(SandboxConfig {
+        fixture: Fixture::acceptance().unwrap(),
+        ..SandboxConfig::default()
+    })
+    .await
+    .unwrap();
+    let (app, vars) = app().await;
+    let url = sandbox.discovery_url().to_string();
+    let state = state_file();
+    let unwritable = std::env::temp_dir()
+        .join(format!("imark-no-such-dir-{}", Uuid::new_v4().simple()))
+        .join("imark-demo.local.toml");
+    let state_is_a_directory = std::env::temp_dir().join(format!(
+        "imark-demo-dir-{}.local.toml",
+        Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir(&state_is_a_directory).unwrap();
+
+    let bad_url = demo_with(&vars, "notaurl", &app, &state).await;
+    let no_directory = demo_with(&vars, &url, &app, &unwritable).await;
+    let a_directory = demo_with(&vars, &url, &app, &state_is_a_directory).await;
+    let made = count(&app, "SELECT count(*) AS n FROM tenants").await
+        + count(&app, "SELECT count(*) AS n FROM api_keys").await
+        + count(&app, "SELECT count(*) AS n FROM stores").await;
+    let good = demo_with(&vars, &url, &app, &state).await.json();
+    // With the demo there, a bad URL still changes nothing and issues no key.
+    let keys_before = count(&app, "SELECT count(*) AS n FROM api_keys").await;
+    std::fs::remove_file(&state).unwrap();
+    let bad_again = demo_with(&vars, "ftp://example.com", &app, &state).await;
+    let keys_after = count(&app, "SELECT count(*) AS n FROM api_keys").await;
+    std::fs::remove_dir(&state_is_a_directory).unwrap();
+
+    for (run, what) in [
+        (&bad_url, "truemark_url"),
+        (&no_directory, "state_file"),
+        (&a_directory, "state_file"),
+        (&bad_again, "truemark_url"),
+    ] {
+        assert_ne!(run.code, 0, "{}", run.stdout);
+        assert!(run.stderr.contains(what), "{what}: {}", run.stderr);
+    }
+    assert_eq!(made, 0, "nothing is made when an input is refused");
+    assert_eq!(good["created"][0], "tenant");
+    assert_eq!(keys_after, keys_before);
+    assert!(!state.exists());
 }

@@ -1,7 +1,9 @@
 //! The deployment files under `deploy/`, checked without Docker or a cluster: every file parses,
-//! the environment each gives the binaries loads through iMark's own configuration, probes and
-//! healthchecks name real routes and ports, the image holds the workspace's binaries, and the
-//! dashboard asks only for metrics the code records.
+//! the environment each gives the binaries loads through iMark's own configuration once its
+//! placeholders are filled in (and is refused as shipped), probes and healthchecks name real
+//! routes and ports, migrations run before a pod starts, only the API is published beyond this
+//! machine, the image holds the workspace's binaries, and the dashboard asks only for metrics the
+//! code records.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
@@ -15,6 +17,59 @@ use serde_norway::Value;
 
 /// The binaries the image ships.
 const IMAGE_BINARIES: [&str; 3] = ["imark-api", "imark-worker", "truemark-sandbox"];
+
+/// What an operator fills in for the placeholders of `deploy/imark.env.example` and
+/// `deploy/k8s/secret.yaml`: valid values, known only to these tests.
+const FILLED_IN: [(&str, &str); 6] = [
+    ("POSTGRES_PASSWORD", "deploy-test-postgres-password"),
+    (
+        "IMARK_DATABASE_URL",
+        "postgres://imark:deploy-test-password@imark-postgres-primary:5432/imark?sslmode=require",
+    ),
+    (
+        "IMARK_PLATFORM_KEY",
+        "imk_pl_deploy-test-platform-key-0123456789abcdef",
+    ),
+    (
+        "IMARK_JWT_KEYS",
+        "jwt-test:deploy-test-signing-secret-0123456789abcdef",
+    ),
+    (
+        "IMARK_MASTER_KEYS",
+        "master-test:ZGVwbG95LXRlc3QtZml4dHVyZS1tYXN0ZXIta2V5ISE=",
+    ),
+    (
+        "IMARK_API_KEY_PEPPER",
+        "deploy-test-api-key-pepper-0123456789abcdef",
+    ),
+];
+
+/// The secrets the configuration loader itself validates: a placeholder left in any of them
+/// must stop the process.
+const VALIDATED_SECRETS: [&str; 4] = [
+    "IMARK_PLATFORM_KEY",
+    "IMARK_JWT_KEYS",
+    "IMARK_MASTER_KEYS",
+    "IMARK_API_KEY_PEPPER",
+];
+
+/// `vars` with every placeholder replaced by its [`FILLED_IN`] value; a secret without one fails
+/// the test, so that a new secret gets a fixture.
+fn filled_in(mut vars: HashMap<String, String>) -> HashMap<String, String> {
+    for (key, value) in &mut vars {
+        if let Some((_, filled)) = FILLED_IN.iter().find(|(name, _)| name == key) {
+            (*filled).clone_into(value);
+        } else {
+            assert!(!placeholder(value), "{key} has no FILLED_IN value");
+        }
+    }
+    vars
+}
+
+/// Whether `value` is an example's placeholder: empty, or marked `CHANGE-ME`.
+fn placeholder(value: &str) -> bool {
+    value.is_empty() || value.contains("CHANGE-ME")
+}
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -77,28 +132,32 @@ fn env_file(path: &str) -> HashMap<String, String> {
         .collect()
 }
 
-/// Compose's `${NAME}`, `${NAME:-default}` and `${NAME:?message}` with `vars`; an unset name
-/// without a default fails the test.
-fn interpolate(value: &str, vars: &HashMap<String, String>) -> String {
+/// Compose's `${NAME}`, `${NAME:-default}` and `${NAME:?message}` with `vars`. An unset name
+/// without a default is an error, and so is an empty one under `:?` (compose refuses both).
+fn interpolate(value: &str, vars: &HashMap<String, String>) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = value;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let end = rest[start..].find('}').expect("a closed ${…}") + start;
         let inner = &rest[start + 2..end];
-        let (name, default) = match inner.split_once(":-") {
-            Some((name, default)) => (name, Some(default)),
-            None => (inner.split(":?").next().unwrap_or(inner), None),
+        let (name, default, required) = match (inner.split_once(":-"), inner.split_once(":?")) {
+            (Some((name, default)), _) => (name, Some(default), false),
+            (None, Some((name, _))) => (name, None, true),
+            (None, None) => (inner, None, false),
         };
         match (vars.get(name), default) {
+            (Some(value), _) if required && value.is_empty() => {
+                return Err(format!("`{name}` is empty"));
+            }
             (Some(value), _) => out.push_str(value),
             (None, Some(default)) => out.push_str(default),
-            (None, None) => panic!("`{name}` is used in {value} but never set"),
+            (None, None) => return Err(format!("`{name}` is used in {value} but never set")),
         }
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
-    out
+    Ok(out)
 }
 
 fn load(vars: HashMap<String, String>) -> Result<Config, ConfigError> {
@@ -226,17 +285,43 @@ fn compose_services() -> serde_norway::Mapping {
 }
 
 /// What compose puts in a service's environment: its `env_file`s (from their `.example`, the
-/// one in the repository) and its `environment`, interpolated with the example's values.
+/// one in the repository, filled in) and its `environment`, interpolated with the filled-in
+/// example's values.
 fn compose_environment(service: &Value) -> HashMap<String, String> {
-    let example = env_file("deploy/imark.env.example");
+    let example = filled_in(env_file("deploy/imark.env.example"));
     let mut vars = HashMap::new();
     for file in strings(&service["env_file"]) {
-        vars.extend(env_file(&format!("deploy/{file}.example")));
+        vars.extend(filled_in(env_file(&format!("deploy/{file}.example"))));
     }
     for (key, value) in map(&service["environment"]) {
-        vars.insert(key, interpolate(&value, &example));
+        let value = interpolate(&value, &example).unwrap_or_else(|e| panic!("{key}: {e}"));
+        vars.insert(key, value);
     }
     vars
+}
+
+/// The host address and port of each port a compose service publishes, short (`[ip:]host:
+/// container`) or long (`host_ip`, `published`) syntax.
+fn published_ports(service: &Value) -> Vec<(String, u16)> {
+    let Some(ports) = service["ports"].as_sequence() else {
+        return Vec::new();
+    };
+    ports
+        .iter()
+        .map(|port| {
+            if port.is_mapping() {
+                let ip = port["host_ip"].as_str().unwrap_or("0.0.0.0").to_owned();
+                return (ip, text(&port["published"]).parse().unwrap());
+            }
+            let spec = text(port);
+            let parts: Vec<&str> = spec.split(':').collect();
+            match parts[..] {
+                [ip, host, _] => (ip.to_owned(), host.parse().unwrap()),
+                [host, _] => ("0.0.0.0".to_owned(), host.parse().unwrap()),
+                _ => panic!("publish the port with its host port: {spec}"),
+            }
+        })
+        .collect()
 }
 
 #[test]
@@ -331,6 +416,61 @@ fn compose_healthchecks_ask_real_routes_on_the_configured_ports() {
     assert_eq!(port, port_of(&worker_env["IMARK_METRICS_ADDR"]));
 }
 
+#[test]
+fn compose_publishes_only_the_api_beyond_this_machine() {
+    let services = compose_services();
+    let api_port = port_of(&compose_environment(&services["api"])["IMARK_LISTEN_ADDR"]);
+    let mut public = Vec::new();
+
+    for (name, service) in &services {
+        for (ip, port) in published_ports(service) {
+            if ip != "127.0.0.1" && ip != "::1" {
+                public.push((text(name), port));
+            }
+        }
+    }
+
+    // Metrics, the emulator (a publicly known key) with its fault-injection control API, and
+    // Prometheus have no authentication: loopback only.
+    assert_eq!(public, [("api".to_owned(), api_port)]);
+    let local: BTreeSet<u16> = services
+        .values()
+        .flat_map(published_ports)
+        .filter(|(ip, _)| ip == "127.0.0.1")
+        .map(|(_, port)| port)
+        .collect();
+    for port in [9090, 8480, 8490, 9099] {
+        assert!(local.contains(&port), "{port} is published on 127.0.0.1");
+    }
+}
+
+#[test]
+fn compose_refuses_to_start_with_the_example_as_it_is() {
+    let example = env_file("deploy/imark.env.example");
+    let services = compose_services();
+
+    let password = map(&services["postgres"]["environment"])["POSTGRES_PASSWORD"].clone();
+    assert!(
+        interpolate(&password, &example).is_err(),
+        "compose must refuse an empty POSTGRES_PASSWORD"
+    );
+    for name in ["migrate", "api", "worker"] {
+        let service = &services[name];
+        // Even with a Postgres password filled in, the example's secrets stop the binaries.
+        let mut vars = compose_environment(service);
+        for file in strings(&service["env_file"]) {
+            vars.extend(env_file(&format!("deploy/{file}.example")));
+        }
+        let error = load(vars).expect_err("the example's placeholders are refused");
+        assert!(
+            VALIDATED_SECRETS
+                .iter()
+                .any(|var| error.to_string().contains(var)),
+            "{name}: {error}"
+        );
+    }
+}
+
 // ----------------------------------------------------------------------------- kubernetes
 
 /// Every manifest under `deploy/k8s`, with its file name.
@@ -367,25 +507,29 @@ fn of_kind(kind: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Every container of every Deployment and Job, with its workload's name.
+/// Every container and init container of every workload, with its workload's name.
 fn containers() -> Vec<(String, Value)> {
-    ["Deployment", "Job"]
+    ["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"]
         .into_iter()
         .flat_map(of_kind)
         .flat_map(|workload| {
             let name = text(&workload["metadata"]["name"]);
-            workload["spec"]["template"]["spec"]["containers"]
+            let pod = &workload["spec"]["template"]["spec"];
+            let main = pod["containers"]
                 .as_sequence()
-                .expect("a workload has containers")
-                .iter()
+                .expect("a workload has containers");
+            let init = pod["initContainers"].as_sequence().into_iter().flatten();
+            main.iter()
+                .chain(init)
                 .map(|c| (name.clone(), c.clone()))
                 .collect::<Vec<_>>()
         })
         .collect()
 }
 
-/// What the ConfigMaps and Secrets of the manifests give a container through `envFrom`.
-fn kubernetes_environment(container: &Value) -> HashMap<String, String> {
+/// What the ConfigMaps and Secrets of the manifests give a container through `envFrom`, as
+/// they are in the repository.
+fn shipped_environment(container: &Value) -> HashMap<String, String> {
     let mut vars = HashMap::new();
     for source in container["envFrom"].as_sequence().expect("envFrom") {
         if let Some(name) = source["configMapRef"]["name"].as_str() {
@@ -396,6 +540,11 @@ fn kubernetes_environment(container: &Value) -> HashMap<String, String> {
         }
     }
     vars
+}
+
+/// [`shipped_environment`] once the operator filled in the Secret.
+fn kubernetes_environment(container: &Value) -> HashMap<String, String> {
+    filled_in(shipped_environment(container))
 }
 
 /// The `containerPort` of the container's port named or numbered `port`.
@@ -432,7 +581,6 @@ fn every_manifest_parses_names_itself_and_is_in_the_kustomization() {
     for kind in [
         "ConfigMap",
         "Secret",
-        "Job",
         "Deployment",
         "Service",
         "HorizontalPodAutoscaler",
@@ -453,7 +601,10 @@ fn every_kubernetes_container_gets_a_configuration_that_loads() {
         );
         let config =
             load(kubernetes_environment(&container)).unwrap_or_else(|e| panic!("{workload}: {e}"));
-        assert!(!config.migrate_on_start, "{workload}: the Job migrates");
+        assert!(
+            !config.migrate_on_start,
+            "{workload}: the init container migrates"
+        );
         let resources = &container["resources"];
         assert!(
             resources["requests"]["cpu"].is_string() && resources["requests"]["memory"].is_string(),
@@ -464,12 +615,74 @@ fn every_kubernetes_container_gets_a_configuration_that_loads() {
             "{workload}: limits"
         );
     }
-    let migrate = find("Job", "imark-migrate");
-    let container = &migrate["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(strings(&container["command"]), ["imark-api", "migrate"]);
     for workload in ["Deployment", "Job"].into_iter().flat_map(of_kind) {
+        let name = text(&workload["metadata"]["name"]);
         let security = &workload["spec"]["template"]["spec"]["securityContext"];
-        assert_eq!(security["runAsNonRoot"].as_bool(), Some(true));
+        assert_eq!(security["runAsNonRoot"].as_bool(), Some(true), "{name}");
+        assert_eq!(
+            text(&security["seccompProfile"]["type"]),
+            "RuntimeDefault",
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn every_deployment_migrates_in_an_init_container_before_its_pods_start() {
+    // A Job applied with the Deployments would race the rollout (new pods Ready on the old
+    // schema), and a finished Job cannot be applied again: the pods migrate themselves.
+    assert!(of_kind("Job").is_empty(), "no migrations Job");
+    assert!(of_kind("CronJob").is_empty());
+
+    for name in ["imark-api", "imark-worker"] {
+        let deployment = find("Deployment", name);
+        let pod = &deployment["spec"]["template"]["spec"];
+        let init = pod["initContainers"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{name} has no init containers"));
+        let migrate: Vec<&Value> = init
+            .iter()
+            .filter(|c| strings(&c["command"]) == ["imark-api", "migrate"])
+            .collect();
+        assert_eq!(migrate.len(), 1, "{name}: one `imark-api migrate`");
+        let migrate = migrate[0];
+        let main = &pod["containers"][0];
+        assert_eq!(
+            text(&migrate["image"]),
+            text(&main["image"]),
+            "{name}: the migrations of the image that runs"
+        );
+        assert_eq!(
+            migrate["envFrom"], main["envFrom"],
+            "{name}: the same database"
+        );
+        let config = load(kubernetes_environment(main)).unwrap();
+        assert!(
+            !config.migrate_on_start,
+            "{name}: the main container does not migrate again"
+        );
+        let security = &migrate["securityContext"];
+        assert_eq!(security["allowPrivilegeEscalation"].as_bool(), Some(false));
+        assert_eq!(security["readOnlyRootFilesystem"].as_bool(), Some(true));
+    }
+}
+
+#[test]
+fn the_shipped_secret_is_refused_until_every_placeholder_is_replaced() {
+    let api = find("Deployment", "imark-api");
+    let container = &api["spec"]["template"]["spec"]["containers"][0];
+    let shipped = shipped_environment(container);
+    let filled = kubernetes_environment(container);
+
+    let as_shipped = load(shipped.clone());
+    assert!(as_shipped.is_err(), "the placeholders must not load");
+    assert!(load(filled.clone()).is_ok());
+    // Each validated secret left as its placeholder stops the process on its own.
+    for var in VALIDATED_SECRETS {
+        let mut one_left = filled.clone();
+        one_left.insert(var.to_owned(), shipped[var].clone());
+        let error = load(one_left).expect_err(var).to_string();
+        assert!(error.contains(var), "{var}: {error}");
     }
 }
 
@@ -624,14 +837,56 @@ fn prometheus_scrapes_the_compose_metrics_listeners() {
 }
 
 #[test]
-fn every_secret_in_the_examples_is_a_marked_placeholder() {
-    let placeholder = |value: &str| {
-        value.contains("CHANGE-ME") || value.trim_start_matches("m1:").starts_with("AAAA")
-    };
+fn every_secret_in_the_examples_is_a_marked_placeholder_that_is_refused() {
     let example = env_file("deploy/imark.env.example");
     let secret = map(&find("Secret", "imark-secrets")["stringData"]);
+    let filled: HashMap<String, String> = filled_in(example.clone())
+        .into_iter()
+        .chain(filled_in(secret.clone()))
+        .collect();
 
     for (key, value) in example.iter().chain(&secret) {
         assert!(placeholder(value), "{key} must be a marked placeholder");
     }
+    for var in VALIDATED_SECRETS {
+        for (source, vars) in [("imark.env.example", &example), ("secret.yaml", &secret)] {
+            let mut one_left = filled.clone();
+            one_left.insert(var.to_owned(), vars[var].clone());
+            one_left.insert("IMARK_REDIS_URL".into(), "redis://redis:6379".into());
+            let error = load(one_left).expect_err(var).to_string();
+            assert!(error.contains(var), "{source}, {var}: {error}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn redis_urls_may_use_tls() {
+    // Managed Redis is often reachable only over TLS: `rediss://` must be understood ...
+    let client = redis::Client::open("rediss://:secret@redis.example.com:6380/0")
+        .expect("the redis crate is built with TLS");
+    assert!(matches!(
+        client.get_connection_info().addr(),
+        redis::ConnectionAddr::TcpTls { .. }
+    ));
+
+    // ... and connecting starts a TLS handshake (here with a peer that hangs up), with the
+    // process's crypto provider, rather than failing for want of TLS support.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let peer = tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            drop(socket);
+        }
+    });
+    let url = secrecy::SecretString::from(format!("rediss://127.0.0.1:{port}"));
+    let error = imark_core::cache::Cache::connect(&url, "deploy-test".into())
+        .await
+        .expect_err("nobody speaks TLS there");
+    peer.abort();
+    assert_ne!(
+        error.kind(),
+        redis::ErrorKind::InvalidClientConfig,
+        "{error}"
+    );
+    assert!(!error.to_string().contains("feature"), "{error}");
 }

@@ -121,7 +121,7 @@ async fn exchanges_of(db: &DatabaseConnection, document_id: &str) -> i64 {
 }
 
 #[tokio::test]
-async fn checks_go_on_while_redis_is_down_and_readiness_follows_redis() {
+async fn checks_go_on_while_redis_is_down_and_readiness_stays_ready_but_degraded() {
     let mut redis = PrivateRedis::start().await;
     let url = redis.url();
     let chain = chain(
@@ -146,7 +146,10 @@ async fn checks_go_on_while_redis_is_down_and_readiness_follows_redis() {
     let ready = chain.readiness().await;
     let after = chain.sale(0, "after", &pack(7)).await;
 
-    assert_eq!(down.status, 503, "{}", down.text);
+    // Postgres is the truth: without Redis the replica keeps serving, so it stays in its load
+    // balancer and says it is degraded.
+    assert_eq!(down.status, 200, "{}", down.text);
+    assert_eq!(down.json()["status"], "degraded", "{}", down.text);
     assert_eq!(down.json()["redis"], "unavailable");
     assert_eq!(down.json()["postgres"], "ok");
     for answer in &during {
@@ -157,6 +160,8 @@ async fn checks_go_on_while_redis_is_down_and_readiness_follows_redis() {
         assert!(exchanges_of(&chain.app.db, &document).await >= 1);
     }
     assert_eq!(ready.status, 200, "{}", ready.text);
+    assert_eq!(ready.json()["status"], "ok", "{}", ready.text);
+    assert_eq!(ready.json()["redis"], "ok");
     assert_eq!(after.status, 200, "{}", after.text);
 }
 
@@ -264,7 +269,14 @@ async fn a_database_lost_mid_document_answers_503_keeps_the_evidence_and_recover
     assert_eq!(lost.content_type(), "application/problem+json");
     assert_eq!(lost.code(), "unavailable");
     assert_eq!(while_cut.status, 503, "{}", while_cut.text);
+    assert_eq!(
+        while_cut.json()["status"],
+        "unavailable",
+        "{}",
+        while_cut.text
+    );
     assert_eq!(while_cut.json()["postgres"], "unavailable");
+    assert_eq!(while_cut.json()["redis"], "ok");
     assert_eq!(stored, 0, "no half-written document");
     assert_eq!(
         sold, 1,

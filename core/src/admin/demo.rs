@@ -4,7 +4,9 @@
 //!
 //! Running it again reuses everything: the ids and keys are kept in a private state file, and
 //! the tenant and store are found in the database by their demo ИНН and code when that file is
-//! gone (a lost key is then issued anew).
+//! gone. A lost key is then issued anew and the demo keys it replaces are revoked, so that a
+//! demo tenant never collects live keys nobody holds. Its inputs (the ЧЗ URL and key, the state
+//! file) are checked before anything is made, so that a bad one loses no keys.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -13,7 +15,8 @@ use std::path::{Path, PathBuf};
 use entities::stores as store_rows;
 use entities::tenants as tenant_rows;
 use sea_orm::{
-    ColumnTrait as _, DatabaseConnection, EntityTrait as _, QueryFilter as _, TransactionTrait as _,
+    ColumnTrait as _, ConnectionTrait, DatabaseConnection, EntityTrait as _, QueryFilter as _,
+    TransactionTrait as _,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
@@ -37,6 +40,10 @@ pub const TENANT_INN: &str = "0000000000";
 pub const STORE_CODE: &str = "demo-001";
 pub const STORE_NAME: &str = "Демо-магазин, Тверская, 14";
 const HQ_KEY_NAME: &str = "demo HQ";
+/// The name `tenants::create` gives a tenant's first HQ key: the demo's first HQ key.
+const FIRST_HQ_KEY_NAME: &str = "first HQ key";
+/// Who issued the keys the demo makes.
+const ISSUER: &str = "platform";
 const STORE_KEY_NAME: &str = "demo POS";
 const FISCAL_DRIVE_NUMBER: &str = "7281440500012345";
 /// Case 5.10 of the acceptance catalogue: a tobacco pack at its maximum retail price.
@@ -137,8 +144,11 @@ pub struct DemoRequest {
 }
 
 /// Loads the state file, makes sure the demo exists ([`ensure`]) and keeps the new state.
+///
+/// Errors: `Invalid` when the state file cannot be read or written; nothing is made then.
 pub async fn run(services: Services<'_>, settings: &DemoSettings) -> Result<Demo> {
     let state = load_state(&settings.state_file)?;
+    check_writable(&settings.state_file)?;
     let (demo, state) = ensure(services, settings, &state).await?;
     save_state(&settings.state_file, &state)?;
     Ok(demo)
@@ -147,23 +157,23 @@ pub async fn run(services: Services<'_>, settings: &DemoSettings) -> Result<Demo
 /// Makes sure the demo tenant, its store, ЧЗ key and store key exist, reusing what `state` (and
 /// else the database) knows, and returns the demo with the state to keep.
 ///
-/// Errors: `Invalid` when the ЧЗ URL is refused (plain http needs
-/// `IMARK_TRUEMARK_ALLOW_LOCAL_URLS=true`) or the demo tenant or store was disabled.
+/// Errors: `Invalid` when the ЧЗ URL, key or region is refused (plain http needs
+/// `IMARK_TRUEMARK_ALLOW_LOCAL_URLS=true`) or the demo tenant or store was disabled; these are
+/// found before anything is made.
 pub async fn ensure(
     services: Services<'_>,
     settings: &DemoSettings,
     state: &DemoState,
 ) -> Result<(Demo, DemoState)> {
-    if !settings.allow_local_urls && !settings.truemark_url.starts_with("https://") {
-        return Err(Error::invalid(
-            "truemark_url",
-            "a plain-http ЧЗ URL such as the emulator's needs IMARK_TRUEMARK_ALLOW_LOCAL_URLS=true",
-        ));
-    }
     let db = services.db;
+    let existing = find_tenant(db, state.tenant_id).await?;
+    if let Some(tenant_id) = existing {
+        find_store(db, tenant_id).await?;
+    }
+    check_truemark_settings(services, settings, existing).await?;
     let mut created = Vec::new();
 
-    let (tenant_id, mut hq_key, mut store_id) = match find_tenant(db, state.tenant_id).await? {
+    let (tenant_id, mut hq_key, mut store_id) = match existing {
         Some(tenant_id) => (tenant_id, None, None),
         None => {
             let CreatedTenant {
@@ -192,10 +202,12 @@ pub async fn ensure(
         hq_key = match live_key(services, state.hq_key.as_deref(), tenant_id, None).await? {
             Some(key) => Some(key),
             None => {
+                let replaced = demo_keys(db, tenant_id, None).await?;
                 let txn = db.begin().await?;
                 let issued =
                     tenants::issue_hq_key(&txn, services.hasher, tenant_id, HQ_KEY_NAME).await?;
                 record(&txn, tenant_id, "key.issued", None, &issued.key).await?;
+                revoke_all(&txn, tenant_id, &replaced).await?;
                 txn.commit().await?;
                 created.push("hq_key");
                 Some(issued.api_key)
@@ -256,6 +268,7 @@ pub async fn ensure(
     {
         Some(key) => key,
         None => {
+            let replaced = demo_keys(db, tenant_id, Some(store_id)).await?;
             let txn = db.begin().await?;
             let issued = keys::issue(
                 &txn,
@@ -263,10 +276,11 @@ pub async fn ensure(
                 tenant_id,
                 KeyScope::Store(store_id),
                 STORE_KEY_NAME,
-                "platform",
+                ISSUER,
             )
             .await?;
             record(&txn, tenant_id, "key.issued", Some(store_id), &issued.key).await?;
+            revoke_all(&txn, tenant_id, &replaced).await?;
             txn.commit().await?;
             created.push("store_key");
             issued.api_key
@@ -301,6 +315,89 @@ pub async fn ensure(
         store_key: Some(store_key),
     };
     Ok((demo, state))
+}
+
+/// Refuses the ЧЗ URL, key and region by the rules `PUT /truemark` applies, before anything is
+/// made: they are tried in a transaction that is always rolled back (for a demo tenant that does
+/// not exist yet, only the checks that precede the write count).
+async fn check_truemark_settings(
+    services: Services<'_>,
+    settings: &DemoSettings,
+    tenant_id: Option<Uuid>,
+) -> Result<()> {
+    if !settings.allow_local_urls && !settings.truemark_url.starts_with("https://") {
+        return Err(Error::invalid(
+            "truemark_url",
+            "a plain-http ЧЗ URL such as the emulator's needs IMARK_TRUEMARK_ALLOW_LOCAL_URLS=true",
+        ));
+    }
+    let new = NewCredentials {
+        store_id: None,
+        api_key: settings.truemark_key.clone(),
+        base_url: Some(settings.truemark_url.clone()),
+        region: Some(settings.region.clone()),
+        key_expires_on: None,
+    };
+    let txn = services.db.begin().await?;
+    let tried = credentials::put(
+        &txn,
+        services.master,
+        tenant_id.unwrap_or_else(Uuid::nil),
+        new,
+        settings.allow_local_urls,
+    )
+    .await;
+    txn.rollback().await?;
+    match tried {
+        Err(Error::Invalid { field, message }) => {
+            let field = if field == "base_url" {
+                "truemark_url".to_owned()
+            } else {
+                field
+            };
+            Err(Error::Invalid { field, message })
+        }
+        Err(e) if tenant_id.is_some() => Err(e),
+        // No tenant to write for yet: the write itself was bound to fail.
+        Ok(_) | Err(_) => Ok(()),
+    }
+}
+
+/// The live keys the demo issued earlier: the HQ keys of the tenant (`store_id` `None`) or the
+/// keys of its demo store.
+async fn demo_keys(
+    db: &DatabaseConnection,
+    tenant_id: Uuid,
+    store_id: Option<Uuid>,
+) -> Result<Vec<keys::ApiKeyView>> {
+    let (role, names) = match store_id {
+        None => (Role::HqAdmin, &[HQ_KEY_NAME, FIRST_HQ_KEY_NAME][..]),
+        Some(_) => (Role::Store, &[STORE_KEY_NAME][..]),
+    };
+    Ok(keys::list(db, tenant_id, store_id, false)
+        .await?
+        .into_iter()
+        .filter(|key| {
+            key.role == role
+                && key.store_id == store_id
+                && key.created_by == ISSUER
+                && names.contains(&key.name.as_str())
+        })
+        .collect())
+}
+
+/// Revokes `replaced`, each with its audit record, in the transaction that issued their
+/// replacement.
+async fn revoke_all<C: ConnectionTrait>(
+    txn: &C,
+    tenant_id: Uuid,
+    replaced: &[keys::ApiKeyView],
+) -> Result<()> {
+    for key in replaced {
+        let revoked = keys::revoke(txn, tenant_id, key.id).await?;
+        record(txn, tenant_id, "key.revoked", revoked.store_id, &revoked).await?;
+    }
+    Ok(())
 }
 
 /// The demo tenant: the one the state names if it is still the demo tenant, else the one with
@@ -572,21 +669,59 @@ pub fn save_state(path: &Path, state: &DemoState) -> Result<()> {
         }
     }
 
-    let temporary = path.with_extension("tmp");
+    let temporary = temporary_path(path);
+    let written = private_file(&temporary)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        std::fs::remove_file(&temporary).ok();
+    }
+    written.map_err(|e| unwritable(path, &e))
+}
+
+/// Fails unless the state file can be written where it is named, so that keys made afterwards
+/// are not lost for want of a place to keep them.
+///
+/// Errors: `Invalid` naming the file.
+pub fn check_writable(path: &Path) -> Result<()> {
+    let temporary = temporary_path(path);
+    let probe = private_file(&temporary).map(drop);
+    std::fs::remove_file(&temporary).ok();
+    let existing = if path.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+    } else {
+        Ok(())
+    };
+    probe.and(existing).map_err(|e| unwritable(path, &e))
+}
+
+/// The file the state is written to before it replaces `path` at once: beside it, hidden, and
+/// ending like it, so that whatever keeps `*.local.toml` out of git and out of images keeps
+/// this one out too (it holds the same keys).
+fn temporary_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "imark-demo.local.toml".into(), |n| n.to_string_lossy());
+    path.with_file_name(format!(".tmp-{name}"))
+}
+
+/// A new or truncated file readable by its owner only.
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let written = options
-        .open(&temporary)
-        .and_then(|mut file| file.write_all(text.as_bytes()))
-        .and_then(|()| std::fs::rename(&temporary, path));
-    written.map_err(|e| {
-        Error::invalid(
-            "state_file",
-            format!("{} could not be written: {e}", path.display()),
-        )
-    })
+    options.open(path)
+}
+
+fn unwritable(path: &Path, e: &std::io::Error) -> Error {
+    Error::invalid(
+        "state_file",
+        format!("{} could not be written: {e}", path.display()),
+    )
 }
 
 #[cfg(test)]
