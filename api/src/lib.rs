@@ -75,12 +75,12 @@ fn routes(
 pub fn app(state: AppState, config: &Config) -> Router {
     let (body_limit, request_timeout) = (config.body_limit_bytes, config.request_timeout);
     let body_read = extract::BodyReadTimeout(config.body_read_timeout);
-    let (routes, document) = match config.rate_limit {
-        Some(rate) => {
+    let (routes, document) = match (config.rate_limit, config.tenant_rate_limit) {
+        (Some(rate), Some(tenant)) => {
             let (tokens, hasher) = (state.tokens.clone(), state.hasher.clone());
-            routes(|limited| ratelimit::limit(limited, rate, tokens, hasher))
+            routes(|limited| ratelimit::limit(limited, rate, tenant, tokens, hasher))
         }
-        None => api_router(),
+        _ => api_router(),
     }
     .split_for_parts();
     routes
@@ -224,7 +224,11 @@ impl Server {
         let state = AppState::connect(config).await?;
         let app = app(state, config);
         let metrics = match config.metrics_addr {
-            Some(addr) => Some(imark_core::metrics::Exporter::bind(addr).await?),
+            Some(addr) => Some(
+                imark_core::metrics::Exporter::bind(addr)
+                    .await?
+                    .header_read_timeout(config.header_read_timeout),
+            ),
             None => None,
         };
         Ok(Self {

@@ -1,26 +1,41 @@
-//! A token bucket per caller, so that one runaway till or integration cannot crowd out the
-//! rest of the chain.
+//! Token buckets per caller and per tenant, so that one runaway till, integration or tenant
+//! cannot crowd out the rest.
 //!
 //! A caller is who its credentials say, never its peer address (behind a load balancer every
-//! caller shares one): a verified access token counts against its API key (`sub`), an API key
-//! presented to `/token` against its keyed hash, and a request with neither (or with a token
-//! that does not verify) against one shared bucket of strangers. Only a token's signature is
-//! checked here, which costs an HMAC and no database: the key's state is checked by the
-//! `Caller` extractor as before. Forged tokens therefore never open buckets of their own.
+//! caller shares one). A verified access token counts against its API key (`sub`) and against
+//! its tenant; only its signature is checked here, which costs an HMAC and no database (the
+//! key's state is checked by the `Caller` extractor as before). A bearer token that does not
+//! verify (forged, expired, signed by a dropped key) opens no bucket and takes from none: it is
+//! answered `401` by the extractor after the same HMAC, so nobody flooding garbage tokens can
+//! turn another till's `401 token_expired` into a `429`.
+//!
+//! At `/token` (the only route that reads `X-API-Key`), a key that has already been exchanged
+//! successfully by this process has a bucket of its own, by its keyed hash; any other key is
+//! unproven. Unproven keys that fail to authenticate are charged to one shared bucket of
+//! failures, and while that bucket is empty unproven keys are refused with `429` before any
+//! database lookup: made-up keys can neither open buckets nor cost Postgres without limit.
+//! A request with no credentials at all takes from one shared bucket of strangers.
+//!
+//! Buckets live in this process: every API replica limits on its own.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
 use imark_core::auth::TokenKeys;
 use imark_core::config::RateLimit;
 use imark_core::crypto::ApiKeyHasher;
+use tower_governor::GovernorError;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::KeyExtractor;
-use tower_governor::{GovernorError, GovernorLayer};
 use utoipa::IntoResponses;
 use utoipa::openapi::OpenApi as Document;
 use utoipa_axum::router::OpenApiRouter;
+use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::error::responses::TooManyRequests;
@@ -29,16 +44,21 @@ use crate::routes::token;
 use crate::state::AppState;
 
 /// How often buckets of quiet callers are dropped.
-const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How many proven keys are remembered before the set starts over (each is 16 bytes).
+const PROVEN_CAPACITY: usize = 100_000;
 
 /// Whose bucket a request takes its token from.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Bucket {
     /// The API key (or `platform`) of a verified access token.
     Key(String),
-    /// An API key presented for exchange, by the first half of its keyed hash.
+    /// A proven API key presented for exchange, by the first half of its keyed hash.
     Presented([u8; 16]),
-    /// No credentials, or credentials that do not verify.
+    /// Failed exchanges of unproven keys, all together.
+    Failures,
+    /// Requests with no credentials.
     Strangers,
 }
 
@@ -48,97 +68,209 @@ impl std::fmt::Debug for Bucket {
             Self::Key(id) => write!(f, "Key({id})"),
             // Half a keyed hash identifies nothing outside this process; still not logged.
             Self::Presented(_) => f.write_str("Presented"),
+            Self::Failures => f.write_str("Failures"),
             Self::Strangers => f.write_str("Strangers"),
         }
     }
 }
 
-/// Finds a request's [`Bucket`] from its headers.
-#[derive(Debug, Clone)]
-pub struct CallerBucket {
-    tokens: Arc<TokenKeys>,
-    hasher: ApiKeyHasher,
-}
+/// Keys are chosen by the middleware below, not by `tower_governor`'s layer; this only names
+/// the key type of a limiter.
+#[derive(Debug, Clone, Copy)]
+struct Chosen;
 
-impl KeyExtractor for CallerBucket {
+impl KeyExtractor for Chosen {
     type Key = Bucket;
 
-    fn extract<T>(&self, request: &Request<T>) -> Result<Bucket, GovernorError> {
-        let headers = request.headers();
-        if let Some(token) = extract::bearer(headers) {
-            return Ok(self
-                .tokens
-                .verify(token)
-                .map_or(Bucket::Strangers, |claims| Bucket::Key(claims.sub)));
-        }
-        if let Ok(key) = token::presented_key(headers) {
-            let digest = self.hasher.digest(&key);
-            let mut half = [0_u8; 16];
-            half.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
-            return Ok(Bucket::Presented(half));
-        }
-        Ok(Bucket::Strangers)
+    fn extract<T>(&self, _request: &axum::http::Request<T>) -> Result<Bucket, GovernorError> {
+        Err(GovernorError::UnableToExtractKey)
     }
 }
 
-/// Limits every route of `router` (and only those): a caller whose bucket is empty is answered
-/// `429 rate_limited` with `Retry-After`.
-pub fn limit(
-    router: OpenApiRouter<AppState>,
-    limit: RateLimit,
+#[derive(Debug, Clone, Copy)]
+struct ChosenTenant;
+
+impl KeyExtractor for ChosenTenant {
+    type Key = Uuid;
+
+    fn extract<T>(&self, _request: &axum::http::Request<T>) -> Result<Uuid, GovernorError> {
+        Err(GovernorError::UnableToExtractKey)
+    }
+}
+
+/// Takes one request from a bucket; `Err` holds how long until the bucket has one again.
+type Check<K> = Box<dyn Fn(&K) -> Result<(), Duration> + Send + Sync>;
+
+/// The limiters and what they need to choose a bucket.
+struct Limits {
+    keys: Check<Bucket>,
+    tenants: Check<Uuid>,
     tokens: Arc<TokenKeys>,
     hasher: ApiKeyHasher,
-) -> OpenApiRouter<AppState> {
-    let Some(config) = GovernorConfigBuilder::default()
-        .period(limit.period())
-        .burst_size(limit.burst)
-        .key_extractor(CallerBucket { tokens, hasher })
-        .finish()
-    else {
-        // Configuration validation keeps the rate and the burst above zero.
-        return router;
-    };
-    let config = Arc::new(config);
-    // Buckets of callers gone quiet are forgotten, so that made-up keys cannot grow the map
-    // for good; the sweep ends with the server.
-    let limiter = Arc::downgrade(config.limiter());
+    /// Keyed-hash halves of keys exchanged successfully by this process.
+    proven: Mutex<HashSet<[u8; 16]>>,
+    /// Until when unproven keys are refused, once the bucket of failures ran dry.
+    failures_refused_until: Mutex<Option<Instant>>,
+}
+
+/// Builds a limiter of `rate` keyed by `extractor`'s key type, swept while the returned check
+/// lives; `None` when `rate` is unusable (configuration validation keeps it above zero).
+fn limiter<E>(rate: RateLimit, extractor: E) -> Option<Check<E::Key>>
+where
+    E: KeyExtractor + Send + Sync + 'static,
+    E::Key: Send + Sync + 'static,
+{
+    let config = GovernorConfigBuilder::default()
+        .period(rate.period())
+        .burst_size(rate.burst)
+        .key_extractor(extractor)
+        .finish()?;
+    let limiter = config.limiter().clone();
+    // Buckets of callers gone quiet are forgotten, so that the map cannot grow for good; the
+    // sweep ends with the server.
+    let weak = Arc::downgrade(&limiter);
     tokio::spawn(async move {
         let mut every = tokio::time::interval(SWEEP_INTERVAL);
         every.tick().await;
         loop {
             every.tick().await;
-            let Some(limiter) = limiter.upgrade() else {
+            let Some(limiter) = weak.upgrade() else {
                 return;
             };
             limiter.retain_recent();
         }
     });
-    router.layer(GovernorLayer::new(config).error_handler(|error| too_many_requests(&error)))
+    Some(Box::new(move |key: &E::Key| {
+        // A refused request can always go once one period has passed; the exact wait needs the
+        // limiter's clock, and the period is never shorter than it.
+        limiter
+            .check_key(key)
+            .map_err(|refused| refused.quota().replenish_interval())
+    }))
 }
 
-fn too_many_requests(error: &GovernorError) -> Response {
-    match error {
-        &GovernorError::TooManyRequests { wait_time, .. } => {
-            let mut response = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many requests for this API key; retry after the time in Retry-After",
-            )
-            .into_response();
-            // The limiter rounds the wait down to whole seconds; a client retrying on the dot
-            // would be refused again.
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(wait_time + 1));
-            response
+/// Limits every route of `router` (and only those): a caller whose bucket, or whose tenant's
+/// bucket, is empty is answered `429 rate_limited` with `Retry-After`.
+pub fn limit(
+    router: OpenApiRouter<AppState>,
+    per_key: RateLimit,
+    per_tenant: RateLimit,
+    tokens: Arc<TokenKeys>,
+    hasher: ApiKeyHasher,
+) -> OpenApiRouter<AppState> {
+    let (Some(keys), Some(tenants)) = (limiter(per_key, Chosen), limiter(per_tenant, ChosenTenant))
+    else {
+        return router;
+    };
+    let limits = Arc::new(Limits {
+        keys,
+        tenants,
+        tokens,
+        hasher,
+        proven: Mutex::new(HashSet::new()),
+        failures_refused_until: Mutex::new(None),
+    });
+    router.layer(middleware::from_fn_with_state(limits, check))
+}
+
+/// What an exchange at `/token` is, for its bucket.
+enum Exchange {
+    /// Not an exchange of a presented key.
+    None,
+    /// An unproven key: proven if it succeeds, charged to the failures if it does not.
+    Unproven([u8; 16]),
+}
+
+async fn check(State(limits): State<Arc<Limits>>, request: Request, next: Next) -> Response {
+    let mut exchange = Exchange::None;
+    let headers = request.headers();
+    if let Some(bearer) = extract::bearer(headers) {
+        // A token that does not verify takes from no bucket (see the module's documentation).
+        if let Ok(claims) = limits.tokens.verify(bearer) {
+            if let Err(wait) = (limits.keys)(&Bucket::Key(claims.sub)) {
+                return too_many_requests(wait);
+            }
+            if let Some(tenant) = claims.tenant_id
+                && let Err(wait) = (limits.tenants)(&tenant)
+            {
+                return too_many_requests(wait);
+            }
         }
-        _ => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "an internal error occurred",
-        )
-        .into_response(),
+    } else if request.uri().path() == "/token"
+        && let Ok(key) = token::presented_key(headers)
+    {
+        let digest = limits.hasher.digest(&key);
+        let mut half = [0_u8; 16];
+        half.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+        if limits.proven_contains(&half) {
+            if let Err(wait) = (limits.keys)(&Bucket::Presented(half)) {
+                return too_many_requests(wait);
+            }
+        } else {
+            if let Some(wait) = limits.failures_wait() {
+                return too_many_requests(wait);
+            }
+            exchange = Exchange::Unproven(half);
+        }
+    } else if let Err(wait) = (limits.keys)(&Bucket::Strangers) {
+        return too_many_requests(wait);
     }
+
+    let response = next.run(request).await;
+    if let Exchange::Unproven(half) = exchange {
+        if response.status().is_success() {
+            limits.prove(half);
+        } else if response.status() == StatusCode::UNAUTHORIZED {
+            limits.charge_failure();
+        }
+    }
+    response
+}
+
+impl Limits {
+    fn proven_contains(&self, half: &[u8; 16]) -> bool {
+        self.proven.lock().is_ok_and(|proven| proven.contains(half))
+    }
+
+    fn prove(&self, half: [u8; 16]) {
+        if let Ok(mut proven) = self.proven.lock() {
+            if proven.len() >= PROVEN_CAPACITY {
+                proven.clear();
+            }
+            proven.insert(half);
+        }
+    }
+
+    /// How long unproven keys are still refused, if they are.
+    fn failures_wait(&self) -> Option<Duration> {
+        let until = (*self.failures_refused_until.lock().ok()?)?;
+        until.checked_duration_since(Instant::now())
+    }
+
+    /// Takes a failed exchange from the bucket of failures; an empty bucket refuses unproven
+    /// keys until it has room again.
+    fn charge_failure(&self) {
+        if let Err(wait) = (self.keys)(&Bucket::Failures)
+            && let Ok(mut until) = self.failures_refused_until.lock()
+        {
+            *until = Some(Instant::now() + wait);
+        }
+    }
+}
+
+fn too_many_requests(wait: Duration) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "too many requests for this API key; retry after the time in Retry-After",
+    )
+    .into_response();
+    // Whole seconds, rounded up: a client retrying on the dot must not be refused again.
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    response
 }
 
 /// Adds the 429 answer to every operation of `document`: every route it describes is limited.

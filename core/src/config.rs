@@ -47,6 +47,8 @@ pub struct Config {
     pub body_read_timeout: Duration,
     /// Requests per API key; `None` when rate limiting is switched off.
     pub rate_limit: Option<RateLimit>,
+    /// Requests per tenant, all its keys together; `None` when rate limiting is switched off.
+    pub tenant_rate_limit: Option<RateLimit>,
     /// How many whole months of evidence (audit records and ЧЗ exchanges) are kept before their
     /// month is dropped.
     pub evidence_retention_months: u32,
@@ -157,6 +159,8 @@ struct RawConfig {
     rate_limit_enabled: Option<bool>,
     rate_limit_per_second: Option<f64>,
     rate_limit_burst: Option<u32>,
+    rate_limit_tenant_per_second: Option<f64>,
+    rate_limit_tenant_burst: Option<u32>,
     evidence_retention_months: Option<u32>,
     truemark_check_timeout_ms: Option<u64>,
     truemark_list_timeout_ms: Option<u64>,
@@ -262,8 +266,25 @@ impl RawConfig {
             )?,
             rate_limit: rate_limit(
                 self.rate_limit_enabled,
-                self.rate_limit_per_second,
-                self.rate_limit_burst,
+                (
+                    self.rate_limit_per_second,
+                    20.0,
+                    "IMARK_RATE_LIMIT_PER_SECOND",
+                ),
+                (self.rate_limit_burst, 60, "IMARK_RATE_LIMIT_BURST"),
+            )?,
+            tenant_rate_limit: rate_limit(
+                self.rate_limit_enabled,
+                (
+                    self.rate_limit_tenant_per_second,
+                    200.0,
+                    "IMARK_RATE_LIMIT_TENANT_PER_SECOND",
+                ),
+                (
+                    self.rate_limit_tenant_burst,
+                    600,
+                    "IMARK_RATE_LIMIT_TENANT_BURST",
+                ),
             )?,
             evidence_retention_months: retention(self.evidence_retention_months)?,
             truemark: TruemarkSettings {
@@ -356,33 +377,34 @@ fn client_millis(value: Option<u64>, var: &'static str) -> Result<Duration, Conf
     Ok(Duration::from_millis(value))
 }
 
-/// Requests per second and burst of each caller's bucket. Absent or 0 takes the default (20 per
-/// second, bursts of 60: a busy store's tills sharing one key stay well below it);
-/// `IMARK_RATE_LIMIT_ENABLED=false` switches limiting off.
+/// Requests per second and burst of a bucket, each with its default and variable. Absent or 0
+/// takes the default (per key 20 per second, bursts of 60: a busy store's tills sharing one key
+/// stay well below it; per tenant 200 and 600); `IMARK_RATE_LIMIT_ENABLED=false` switches
+/// limiting off.
 fn rate_limit(
     enabled: Option<bool>,
-    per_second: Option<f64>,
-    burst: Option<u32>,
+    (per_second, default_rate, rate_var): (Option<f64>, f64, &'static str),
+    (burst, default_burst, burst_var): (Option<u32>, u32, &'static str),
 ) -> Result<Option<RateLimit>, ConfigError> {
     if enabled == Some(false) {
         return Ok(None);
     }
     let per_second = match per_second {
-        None | Some(0.0) => 20.0,
+        None | Some(0.0) => default_rate,
         Some(value) if value.is_finite() && (0.001..=100_000.0).contains(&value) => value,
         Some(value) => {
             return Err(ConfigError::Invalid {
-                var: "IMARK_RATE_LIMIT_PER_SECOND",
+                var: rate_var,
                 reason: format!("{value} is outside 0.001..=100000 requests per second"),
             });
         }
     };
     let burst = match burst {
-        None | Some(0) => 60,
+        None | Some(0) => default_burst,
         Some(value) if value <= 100_000 => value,
         Some(value) => {
             return Err(ConfigError::Invalid {
-                var: "IMARK_RATE_LIMIT_BURST",
+                var: burst_var,
                 reason: format!("{value} is outside 1..=100000 requests"),
             });
         }
@@ -654,7 +676,23 @@ mod tests {
 
         let mut vars = complete();
         vars.insert("IMARK_RATE_LIMIT_ENABLED".into(), "false".into());
-        assert_eq!(load(vars).unwrap().rate_limit, None);
+        let config = load(vars).unwrap();
+        assert_eq!((config.rate_limit, config.tenant_rate_limit), (None, None));
+
+        let mut vars = complete();
+        vars.insert("IMARK_RATE_LIMIT_TENANT_PER_SECOND".into(), "5".into());
+        vars.insert("IMARK_RATE_LIMIT_TENANT_BURST".into(), "7".into());
+        assert_eq!(
+            load(vars).unwrap().tenant_rate_limit,
+            Some(RateLimit {
+                per_second: 5.0,
+                burst: 7
+            })
+        );
+        assert_eq!(
+            load(complete()).unwrap().tenant_rate_limit.unwrap().burst,
+            600
+        );
 
         let mut vars = complete();
         vars.insert("IMARK_RATE_LIMIT_PER_SECOND".into(), "-1".into());

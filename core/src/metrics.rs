@@ -18,7 +18,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sea_orm::{ConnectionTrait as _, DatabaseConnection, Statement};
 use serde::Serialize;
@@ -123,7 +123,12 @@ pub fn is_installed() -> bool {
 pub struct Exporter {
     listener: TcpListener,
     handle: PrometheusHandle,
+    header_read_timeout: Duration,
 }
+
+/// How long a scraper may take to send a request's headers (or keep a connection idle) unless
+/// [`Exporter::header_read_timeout`] says otherwise: `IMARK_HEADER_READ_TIMEOUT_MS`'s default.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Exporter {
     /// Installs the recorder (once per process) and binds `addr`.
@@ -135,7 +140,19 @@ impl Exporter {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| MetricsError::Bind { addr, source })?;
-        Ok(Self { listener, handle })
+        Ok(Self {
+            listener,
+            handle,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+        })
+    }
+
+    /// Disconnects a client that has not sent a request's headers within `timeout`, or keeps
+    /// a connection idle that long, as the API's own listener does.
+    #[must_use]
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
     }
 
     /// The address bound, with the port the system chose for port 0.
@@ -151,7 +168,11 @@ impl Exporter {
         if let Ok(addr) = self.listener.local_addr() {
             tracing::info!(addr = %addr, "metrics listening");
         }
-        Serving(tokio::spawn(serve(self.listener, self.handle)))
+        Serving(tokio::spawn(serve(
+            self.listener,
+            self.handle,
+            self.header_read_timeout,
+        )))
     }
 }
 
@@ -165,7 +186,10 @@ impl Drop for Serving {
     }
 }
 
-async fn serve(listener: TcpListener, handle: PrometheusHandle) {
+async fn serve(listener: TcpListener, handle: PrometheusHandle, header_read_timeout: Duration) {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
     let upkeep = handle.clone();
     let _upkeep = Serving(tokio::spawn(async move {
         let mut every = tokio::time::interval(UPKEEP_INTERVAL);
@@ -184,15 +208,13 @@ async fn serve(listener: TcpListener, handle: PrometheusHandle) {
             }
         };
         let handle = handle.clone();
+        let http = http.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let answer = scrape(&request, &handle);
                 async move { Ok::<_, Infallible>(answer) }
             });
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            if let Err(e) = http.serve_connection(TokioIo::new(stream), service).await {
                 tracing::debug!(error.message = %e, "metrics connection ended");
             }
         });
@@ -285,11 +307,12 @@ pub fn job_failure(job: Job, stage: &'static str) {
     metrics::counter!(JOB_FAILURES, "job" => job.as_str(), "stage" => stage).increment(1);
 }
 
-/// An answered API request. `route` is the matched route template.
+/// An answered API request. `route` is the matched route template (or `unmatched`); a method
+/// other than the standard ones is counted as `other`, so clients cannot mint label values.
 pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
     metrics::histogram!(
         HTTP_DURATION,
-        "method" => method.to_owned(),
+        "method" => method_label(method),
         "route" => route.to_owned(),
         "status" => status.to_string(),
     )
@@ -316,6 +339,20 @@ pub async fn count_tenants_without_checks(db: &DatabaseConnection) -> crate::Res
     // Exact: a tenant count is far below 2^53.
     metrics::gauge!(TENANTS_NO_CHECK).set(count as f64);
     Ok(count)
+}
+
+/// `method` if it is one of the methods the API knows, `other` otherwise.
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// A domain enum's wire name (its serde `snake_case` form), used as a label value.

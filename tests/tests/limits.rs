@@ -5,14 +5,27 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use imark_tests::{Response, TestApp};
+use uuid::Uuid;
 
 /// Only a server that never reacts trips this; it bounds a failing test, it times nothing.
 const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// The client timeouts tests configure, far below the built-in defaults (hyper's 30 s for
+/// headers, the 10 s fallback for bodies)...
+const CLIENT_TIMEOUT_MS: &str = "200";
+/// ...and the guard of those tests: shorter than any built-in default, so that a setting that
+/// is not wired fails the test, yet far longer than the configured 200 ms.
+const SHORT_GUARD: Duration = Duration::from_secs(5);
 
 /// An app whose buckets hold three requests and refill once in 1000 s.
 async fn tight_app() -> TestApp {
@@ -36,7 +49,27 @@ fn assert_rate_limited(response: &Response) {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(retry_after >= 1, "{retry_after}");
+    // The bucket refills one request in 1000 s.
+    assert!((999..=1001).contains(&retry_after), "{retry_after}");
+}
+
+/// Signs `claims` with the app's own signing key, as the server would, but with chosen claims.
+fn sign(app: &TestApp, claims: &Value) -> String {
+    let key = &app.config.jwt_keys[0];
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(key.id.clone());
+    let secret = EncodingKey::from_secret(key.secret.expose_secret()).unwrap();
+    jsonwebtoken::encode(&header, claims, &secret).unwrap()
+}
+
+fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// An API key of the right shape that was never issued.
+fn made_up_key() -> String {
+    format!("imk_st_{}", Uuid::new_v4().simple())
 }
 
 #[tokio::test]
@@ -76,8 +109,9 @@ async fn token_exchanges_and_strangers_have_buckets_of_their_own_and_probes_none
         )
     };
 
+    // The first exchange proves the key; from then on it has a bucket of its own.
     let mut exchanges = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..5 {
         exchanges.push(exchange().await);
     }
     let mut strangers = Vec::new();
@@ -90,17 +124,124 @@ async fn token_exchanges_and_strangers_have_buckets_of_their_own_and_probes_none
     }
     let forged = app.get("/me", "a.forged.token").await;
 
-    for answer in &exchanges[..3] {
+    for answer in &exchanges[..4] {
         assert_eq!(answer.status, 200, "{}", answer.text);
     }
-    assert_rate_limited(&exchanges[3]);
+    assert_rate_limited(&exchanges[4]);
     for answer in &strangers[..3] {
         assert_eq!(answer.status, 401, "{}", answer.text);
     }
     assert_rate_limited(&strangers[3]);
     assert!(probes.iter().all(|p| p.status == 200));
-    // A token that does not verify opens no bucket of its own: it joins the strangers.
-    assert_rate_limited(&forged);
+    // A token that does not verify opens no bucket and takes from none: it is refused as such.
+    assert_eq!(forged.status, 401, "{}", forged.text);
+    assert_eq!(forged.code(), "invalid_token");
+}
+
+#[tokio::test]
+async fn made_up_keys_share_one_bucket_of_failures_and_proven_keys_keep_theirs() {
+    let app = tight_app().await;
+    let (_, hq_key) = app.create_tenant("Сеть").await;
+    app.token(&hq_key).await;
+    let exchange = |key: String| {
+        app.send(
+            app.http
+                .post(app.url("/token"))
+                .header("X-API-Key", key.as_str()),
+        )
+    };
+
+    let mut made_up = Vec::new();
+    for _ in 0..8 {
+        made_up.push(exchange(made_up_key()).await);
+    }
+    let proven = exchange(hq_key.clone()).await;
+    // An X-API-Key counts only at /token: elsewhere made-up keys are strangers.
+    let mut elsewhere = Vec::new();
+    for _ in 0..4 {
+        elsewhere.push(
+            app.send(
+                app.http
+                    .get(app.url("/me"))
+                    .header("X-API-Key", made_up_key()),
+            )
+            .await,
+        );
+    }
+
+    // Three failures fill the bucket, the fourth empties it; then no database is asked.
+    for answer in &made_up[..4] {
+        assert_eq!(answer.status, 401, "{}", answer.text);
+    }
+    for answer in &made_up[4..] {
+        assert_rate_limited(answer);
+    }
+    assert_eq!(proven.status, 200, "{}", proven.text);
+    for answer in &elsewhere[..3] {
+        assert_eq!(answer.status, 401, "{}", answer.text);
+    }
+    assert_rate_limited(&elsewhere[3]);
+}
+
+#[tokio::test]
+async fn garbage_tokens_do_not_turn_an_expired_token_into_a_429() {
+    let app = tight_app().await;
+    let (_, hq_key) = app.create_tenant("Сеть").await;
+    let hq = app.token(&hq_key).await;
+    let mut claims = claims_of(&hq);
+    let past = Utc::now().timestamp() - 60;
+    claims["iat"] = json!(past - 900);
+    claims["exp"] = json!(past);
+    let expired = sign(&app, &claims);
+
+    let mut garbage = Vec::new();
+    for n in 0..10 {
+        garbage.push(app.get("/me", &format!("garbage.{n}.token")).await);
+    }
+    let mut tills = Vec::new();
+    for _ in 0..5 {
+        tills.push(app.get("/me", &expired).await);
+    }
+
+    assert!(garbage.iter().all(|g| g.status == 401));
+    for till in &tills {
+        assert_eq!(till.status, 401, "{}", till.text);
+        assert_eq!(till.code(), "token_expired");
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_has_a_bucket_beside_its_keys() {
+    let app = TestApp::spawn_with(|vars| {
+        vars.insert("IMARK_RATE_LIMIT_BURST".into(), "1000".into());
+        vars.insert("IMARK_RATE_LIMIT_TENANT_PER_SECOND".into(), "0.001".into());
+        vars.insert("IMARK_RATE_LIMIT_TENANT_BURST".into(), "6".into());
+    })
+    .await;
+    let (_, hq_key) = app.create_tenant("Сеть").await;
+    let (_, other_key) = app.create_tenant("Другая сеть").await;
+    let hq = app.token(&hq_key).await;
+    let (_, second_key) = app
+        .issue_key(&hq, &json!({"role": "hq_admin", "name": "second"}))
+        .await;
+    let second = app.token(&second_key).await;
+    let other = app.token(&other_key).await;
+
+    let mut answers = Vec::new();
+    for n in 0..10 {
+        let token = if n % 2 == 0 { &hq } else { &second };
+        answers.push(app.get("/me", token).await);
+    }
+    let neighbour = app.get("/me", &other).await;
+
+    // One request went to issuing the second key; each key stays far below its own burst.
+    for answer in &answers[..5] {
+        assert_eq!(answer.status, 200, "{}", answer.text);
+    }
+    for answer in &answers[5..] {
+        assert_rate_limited(answer);
+    }
+    assert_eq!(neighbour.status, 200, "{}", neighbour.text);
 }
 
 #[tokio::test]
@@ -143,6 +284,10 @@ impl RawAnswer {
 }
 
 async fn read_answer(stream: &mut TcpStream) -> RawAnswer {
+    read_answer_within(stream, HANG_GUARD).await
+}
+
+async fn read_answer_within(stream: &mut TcpStream, guard: Duration) -> RawAnswer {
     let mut bytes = Vec::new();
     let mut buffer = [0_u8; 4096];
     let read = async {
@@ -168,7 +313,7 @@ async fn read_answer(stream: &mut TcpStream) -> RawAnswer {
             }
         }
     };
-    tokio::time::timeout(HANG_GUARD, read)
+    tokio::time::timeout(guard, read)
         .await
         .expect("the server reacts");
     let text = String::from_utf8_lossy(&bytes).into_owned();
@@ -233,7 +378,10 @@ async fn an_oversized_body_is_refused_with_or_without_a_declared_length() {
 #[tokio::test]
 async fn a_client_that_stalls_in_its_headers_is_disconnected() {
     let app = TestApp::spawn_with(|vars| {
-        vars.insert("IMARK_HEADER_READ_TIMEOUT_MS".into(), "200".into());
+        vars.insert(
+            "IMARK_HEADER_READ_TIMEOUT_MS".into(),
+            CLIENT_TIMEOUT_MS.into(),
+        );
     })
     .await;
     let mut stream = connect(&app).await;
@@ -242,7 +390,7 @@ async fn a_client_that_stalls_in_its_headers_is_disconnected() {
         .write_all(b"POST /document HTTP/1.1\r\nHost: imark\r\nContent-Type: appl")
         .await
         .unwrap();
-    let answer = read_answer(&mut stream).await;
+    let answer = read_answer_within(&mut stream, SHORT_GUARD).await;
     let probe = app.send(app.http.get(app.url("/healthz"))).await;
 
     // The connection was closed on the server's initiative, with no request handled.
@@ -257,7 +405,10 @@ async fn a_client_that_stalls_in_its_headers_is_disconnected() {
 #[tokio::test]
 async fn a_body_that_trickles_in_is_answered_408_in_the_error_shape() {
     let app = TestApp::spawn_with(|vars| {
-        vars.insert("IMARK_BODY_READ_TIMEOUT_MS".into(), "200".into());
+        vars.insert(
+            "IMARK_BODY_READ_TIMEOUT_MS".into(),
+            CLIENT_TIMEOUT_MS.into(),
+        );
     })
     .await;
     let hq = hq_token(&app).await;
@@ -274,7 +425,7 @@ async fn a_body_that_trickles_in_is_answered_408_in_the_error_shape() {
         .write_all(&body.as_bytes()[..body.len() / 2])
         .await
         .unwrap();
-    let answer = read_answer(&mut stream).await;
+    let answer = read_answer_within(&mut stream, SHORT_GUARD).await;
     let stores = app.get("/stores", &hq).await;
 
     assert_eq!(answer.status(), Some(408), "{}", answer.head);

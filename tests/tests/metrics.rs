@@ -14,6 +14,7 @@ use imark_core::cdn::CdnGroup;
 use imark_core::metrics;
 use imark_core::modes::{self, Mode, Reason};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use truemark::client::Endpoint;
 use truemark_sandbox::{DEFAULT_API_KEY, Fault, FaultTarget, Fixture, Sandbox, SandboxConfig};
 use uuid::Uuid;
@@ -315,6 +316,102 @@ async fn the_metrics_listener_serves_only_its_one_path() {
 
     assert_eq!(not_found, 404);
     assert_eq!(refused, 405);
+}
+
+/// The API alone with metrics on `metrics`, and any settings `more` adds.
+async fn app_with_metrics(more: &[(&str, &str)]) -> (TestApp, SocketAddr) {
+    let metrics = free_address();
+    let app = TestApp::spawn_with(|vars| {
+        vars.insert("IMARK_METRICS_ADDR".into(), metrics.to_string());
+        for (name, value) in more {
+            vars.insert((*name).into(), (*value).into());
+        }
+    })
+    .await;
+    (app, metrics)
+}
+
+#[tokio::test]
+async fn made_up_methods_and_raw_paths_mint_no_label_values() {
+    let (app, address) = app_with_metrics(&[]).await;
+    for method in ["MFOO1", "MFOO2", "GET"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        app.send(app.http.request(method, app.url("/me"))).await;
+    }
+    app.send(app.http.get(app.url("/audit/records/raw-path-1234")))
+        .await;
+    app.send(app.http.get(app.url("/no-such-route-5678"))).await;
+
+    let (status, text) = scrape(&app.http, address, "/metrics").await;
+
+    assert_eq!(status, 200);
+    let samples = parse(&text);
+    let count = format!("{}_count", metrics::HTTP_DURATION);
+    let requests: Vec<&Sample> = samples.iter().filter(|s| s.name == count).collect();
+    let label = |sample: &Sample, name: &str| {
+        sample
+            .labels
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    let others: f64 = requests
+        .iter()
+        .filter(|s| label(s, "method") == "other")
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(others, 2.0, "{text}");
+    for sample in &requests {
+        let method = label(sample, "method");
+        assert!(
+            [
+                "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "other"
+            ]
+            .contains(&method.as_str()),
+            "{sample:?}"
+        );
+        let route = label(sample, "route");
+        assert!(
+            !route.contains("1234") && !route.contains("5678"),
+            "a route is its template, never the raw path: {sample:?}"
+        );
+        assert!(route == "unmatched" || route.starts_with('/'), "{sample:?}");
+        assert!(label(sample, "status").parse::<u16>().is_ok(), "{sample:?}");
+    }
+    assert!(
+        requests
+            .iter()
+            .any(|s| label(s, "route").starts_with("/audit/records/{")),
+        "{text}"
+    );
+    assert!(requests.iter().any(|s| label(s, "route") == "unmatched"));
+}
+
+#[tokio::test]
+async fn the_metrics_listener_disconnects_a_client_that_stalls_in_its_headers() {
+    // 200 ms, far below hyper's own default of 30 s; the guard of 5 s is below it too, so the
+    // test fails if the listener ignores the setting.
+    let (app, address) = app_with_metrics(&[("IMARK_HEADER_READ_TIMEOUT_MS", "200")]).await;
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: imark\r\nAccept: te")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("the metrics listener closes a stalled connection");
+    let (status, _) = scrape(&app.http, address, "/metrics").await;
+
+    // Closed on the server's initiative with no request handled (or a bare 408).
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        closed.is_err() || answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    assert_eq!(status, 200, "the listener serves others meanwhile");
 }
 
 #[tokio::test]

@@ -74,7 +74,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let worker = Worker::connect(&config, WorkerOptions::default()).await?;
     let _metrics = match config.metrics_addr {
-        Some(addr) => Some(imark_core::metrics::Exporter::bind(addr).await?.spawn()),
+        Some(addr) => Some(
+            imark_core::metrics::Exporter::bind(addr)
+                .await?
+                .header_read_timeout(config.header_read_timeout)
+                .spawn(),
+        ),
         None => None,
     };
     worker.serve(shutdown).await
