@@ -1892,7 +1892,7 @@ mod tests {
         let first = &pages[0];
         assert!(first.contains(PDF_TITLE), "title in: {first}");
         assert!(first.contains(STORE_NAME), "store in: {first}");
-        for total in ["1234", "5678", "1100", "150", "1290", "310.2"] {
+        for total in ["1234", "5678", "1100", "150", "1290", "310,2"] {
             assert!(first.contains(total), "{total} in: {first}");
         }
         let last = &pages[count - 1];
