@@ -93,6 +93,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    truemark::tls::install_crypto_provider();
     std::fs::create_dir_all(&cli.out_dir)?;
     let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
     let settings = Settings {

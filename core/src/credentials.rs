@@ -4,10 +4,10 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use entities::truemark_credentials as credentials;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
-    ColumnTrait as _, ConnectionTrait, DatabaseConnection, EntityTrait as _, FromQueryResult as _,
-    QueryFilter as _, Statement,
+    ColumnTrait as _, Condition, ConnectionTrait, DatabaseConnection, EntityTrait as _,
+    FromQueryResult as _, QueryFilter as _, QueryOrder as _, Statement,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
@@ -194,12 +194,20 @@ pub async fn effective(
     tenant_id: Uuid,
     store_id: Uuid,
 ) -> Result<Option<Credentials>> {
-    let model = match find(db, tenant_id, Some(store_id)).await? {
-        Some(model) => model,
-        None => match find(db, tenant_id, None).await? {
-            Some(model) => model,
-            None => return Ok(None),
-        },
+    // The store's own row wins over the tenant's; both are read in one round trip, since this
+    // runs for every document.
+    let Some(model) = credentials::Entity::find()
+        .filter(credentials::Column::TenantId.eq(tenant_id))
+        .filter(
+            Condition::any()
+                .add(credentials::Column::StoreId.eq(store_id))
+                .add(credentials::Column::StoreId.is_null()),
+        )
+        .order_by_asc(Expr::col(credentials::Column::StoreId).is_null())
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
     };
     let api_key = open(master, &model)?;
     let base_url = Url::parse(&model.base_url).map_err(Error::internal)?;

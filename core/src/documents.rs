@@ -578,7 +578,7 @@ async fn write(
     for item in &document.items {
         insert_item(&txn, document_id, item, request.items.get(item.position)).await?;
     }
-    evidence::write(&txn, evidence).await?;
+    evidence::write_in(&txn, evidence).await?;
     audit::append(
         &txn,
         ctx.tenant_id,
@@ -834,27 +834,6 @@ async fn apply(
     let Some(mark) = marks.get_mut(&cis) else {
         return Ok(());
     };
-    let backend = txn.get_database_backend();
-    if let Some(state) = &item.truemark_response {
-        txn.execute_raw(Statement::from_sql_and_values(
-            backend,
-            "UPDATE marks SET truemark_state = $3, truemark_checked_at = now(), \
-                 gtin = COALESCE($4, gtin), updated_at = now() \
-             WHERE tenant_id = $1 AND cis = $2",
-            [
-                ctx.tenant_id.into(),
-                cis.clone().into(),
-                state.clone().into(),
-                state
-                    .get("gtin")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .into(),
-            ],
-        ))
-        .await?;
-    }
-
     let sold = mark.status == "sold";
     let after = match (kind, item.verdict, inner) {
         (_, Verdict::Block, _) | (Kind::Check, _, _) => None,
@@ -876,25 +855,54 @@ async fn apply(
         }
         (Kind::Return, _, _) => None,
     };
+
+    // ЧЗ's state and the new status go to the mark in one statement.
+    let mut set: Vec<String> = Vec::new();
+    let mut values: Vec<sea_orm::Value> = vec![ctx.tenant_id.into(), cis.clone().into()];
+    let param = |values: &mut Vec<sea_orm::Value>, value: sea_orm::Value| {
+        values.push(value);
+        format!("${}", values.len())
+    };
+    if let Some(state) = &item.truemark_response {
+        let gtin = state.get("gtin").and_then(Value::as_str).map(str::to_owned);
+        let state = param(&mut values, state.clone().into());
+        let gtin = param(&mut values, gtin.into());
+        set.push(format!(
+            "truemark_state = {state}, truemark_checked_at = now(), gtin = COALESCE({gtin}, gtin)"
+        ));
+    }
     if let Some((status, sold_units)) = after {
+        let sold = status == "sold";
+        let status = param(&mut values, status.into());
+        let units = param(&mut values, sold_units.into());
+        let inner = param(&mut values, inner.into());
+        let store = param(&mut values, ctx.store_id.into());
+        let document = param(&mut values, document_id.into());
+        let sold_at = if sold || sold_units > 0 {
+            "now()"
+        } else {
+            "sold_at"
+        };
+        set.push(format!(
+            "status = {status}, sold_units = {units}, inner_unit_count = {inner}, \
+             store_id = {store}, document_id = {document}, sold_at = {sold_at}, \
+             updated_at = clock_timestamp()"
+        ));
+    } else if !set.is_empty() {
+        set.push("updated_at = now()".to_owned());
+    }
+    if !set.is_empty() {
         txn.execute_raw(Statement::from_sql_and_values(
-            backend,
-            "UPDATE marks SET status = $3, sold_units = $4, inner_unit_count = $5, \
-                 store_id = $6, document_id = $7, \
-                 sold_at = CASE WHEN $3 = 'sold' OR $4 > 0 THEN now() ELSE sold_at END, \
-                 updated_at = clock_timestamp() \
-             WHERE tenant_id = $1 AND cis = $2",
-            [
-                ctx.tenant_id.into(),
-                cis.into(),
-                status.into(),
-                sold_units.into(),
-                inner.into(),
-                ctx.store_id.into(),
-                document_id.into(),
-            ],
+            txn.get_database_backend(),
+            format!(
+                "UPDATE marks SET {} WHERE tenant_id = $1 AND cis = $2",
+                set.join(", ")
+            ),
+            values,
         ))
         .await?;
+    }
+    if let Some((status, sold_units)) = after {
         mark.status = status.to_owned();
         mark.sold_units = sold_units;
         mark.inner_unit_count = inner.or(mark.inner_unit_count);

@@ -2,12 +2,13 @@
 //! once at creation, stored only as keyed hashes, and exchanged at `/token` for access tokens.
 
 use chrono::{DateTime, Utc};
-use entities::{api_key_stores, api_keys, stores, tenants};
+use entities::{api_key_stores, api_keys, stores};
 use sea_orm::TransactionSession as _;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, ConnectionTrait, DatabaseConnection,
-    EntityTrait as _, QueryFilter as _, QueryOrder as _, TransactionTrait,
+    EntityTrait as _, FromQueryResult, QueryFilter as _, QueryOrder as _, Statement,
+    TransactionTrait,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -363,27 +364,35 @@ pub async fn authenticate(
 /// tenant or store is disabled. Called on every authenticated request, so revocation is
 /// immediate.
 pub async fn resolve(db: &DatabaseConnection, id: Uuid) -> Result<Principal> {
-    let key = api_keys::Entity::find_by_id(id)
-        .one(db)
-        .await?
-        .ok_or(Error::Unauthorized("invalid_token"))?;
-    if key.revoked_at.is_some() {
+    // The key with its tenant's and store's status in one round trip: this runs before every
+    // authenticated request.
+    let key = KeyStatus::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT k.id, k.tenant_id, k.store_id, k.role, k.all_stores, \
+             k.revoked_at IS NOT NULL AS revoked, t.status AS tenant_status, \
+             s.status AS store_status \
+         FROM api_keys k \
+         LEFT JOIN tenants t ON t.id = k.tenant_id \
+         LEFT JOIN stores s ON s.id = k.store_id \
+         WHERE k.id = $1",
+        [id.into()],
+    ))
+    .one(db)
+    .await?
+    .ok_or(Error::Unauthorized("invalid_token"))?;
+    if key.revoked {
         return Err(Error::Unauthorized("key_revoked"));
     }
-    let tenant = tenants::Entity::find_by_id(key.tenant_id)
-        .one(db)
-        .await?
-        .ok_or(Error::Unauthorized("invalid_token"))?;
-    if tenant.status != "active" {
-        return Err(Error::Unauthorized("tenant_disabled"));
+    match key.tenant_status.as_deref() {
+        None => return Err(Error::Unauthorized("invalid_token")),
+        Some("active") => {}
+        Some(_) => return Err(Error::Unauthorized("tenant_disabled")),
     }
-    if let Some(store_id) = key.store_id {
-        let store = stores::Entity::find_by_id(store_id)
-            .one(db)
-            .await?
-            .ok_or(Error::Unauthorized("invalid_token"))?;
-        if store.status != "active" {
-            return Err(Error::Unauthorized("store_disabled"));
+    if key.store_id.is_some() {
+        match key.store_status.as_deref() {
+            None => return Err(Error::Unauthorized("invalid_token")),
+            Some("active") => {}
+            Some(_) => return Err(Error::Unauthorized("store_disabled")),
         }
     }
     let role = Role::from_stored(&key.role).ok_or(Error::Unauthorized("invalid_token"))?;
@@ -403,4 +412,17 @@ pub async fn resolve(db: &DatabaseConnection, id: Uuid) -> Result<Principal> {
         store_id: key.store_id,
         auditor_stores,
     })
+}
+
+/// What `resolve` reads of a key, its tenant and its store.
+#[derive(Debug, FromQueryResult)]
+struct KeyStatus {
+    id: Uuid,
+    tenant_id: Uuid,
+    store_id: Option<Uuid>,
+    role: String,
+    all_stores: bool,
+    revoked: bool,
+    tenant_status: Option<String>,
+    store_status: Option<String>,
 }
