@@ -2,7 +2,7 @@
 //! one more (the nil chain) for what concerns no single store: mode changes and tenant-wide
 //! admin actions. A record is hashed as `SHA-256(previous hash ‖ id ‖ seq ‖ µs since the epoch ‖
 //! content)`, where `content` is the record's JSON exactly as stored; Postgres appends it (the
-//! `audit_append` function) under the chain's head row, and refuses updates and deletes.
+//! `audit_append_all` function) under the chain's head row, and refuses updates and deletes.
 //!
 //! [`verify`] recomputes a chain over a period and names the first broken link: an altered,
 //! missing or reordered record, a column that disagrees with the hashed content, or a ЧЗ
@@ -238,39 +238,77 @@ pub struct Appended {
 /// when it has one: the record exists exactly when what it records does.
 pub async fn append<C: ConnectionTrait>(db: &C, tenant_id: Uuid, entry: Entry) -> Result<Appended> {
     let chain = entry.store_id.unwrap_or(TENANT_CHAIN);
-    let content = Content {
-        tenant_id,
-        chain,
-        entry,
-    };
-    let text = serde_json::to_string(&content).map_err(Error::internal)?;
-    let entry = content.entry;
-    let appended = Appended::find_by_statement(Statement::from_sql_and_values(
+    append_to(db, tenant_id, chain, vec![entry]).await
+}
+
+/// Appends `entries`, in order, as [`append`] does, with one call per run of consecutive
+/// entries of one chain (a document's exchanges and the document make one run). Returns where
+/// the last landed, or `None` when there was nothing to append.
+pub async fn append_all<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Uuid,
+    entries: Vec<Entry>,
+) -> Result<Option<Appended>> {
+    let mut last = None;
+    let mut run: Vec<Entry> = Vec::new();
+    let mut entries = entries.into_iter().peekable();
+    while let Some(entry) = entries.next() {
+        let chain = entry.store_id.unwrap_or(TENANT_CHAIN);
+        run.push(entry);
+        let next_chain = entries
+            .peek()
+            .map(|next| next.store_id.unwrap_or(TENANT_CHAIN));
+        if next_chain != Some(chain) {
+            last = Some(append_to(db, tenant_id, chain, std::mem::take(&mut run)).await?);
+        }
+    }
+    Ok(last)
+}
+
+/// Appends `entries` to `chain` in one call of `audit_append_all`, under one lock of its head.
+async fn append_to<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Uuid,
+    chain: Uuid,
+    entries: Vec<Entry>,
+) -> Result<Appended> {
+    let mut records = Vec::with_capacity(entries.len());
+    let mut contents = Vec::with_capacity(entries.len());
+    for entry in entries {
+        records.push(serde_json::json!({
+            "id": Uuid::now_v7(),
+            "kind": entry.kind.as_str(),
+            "store_id": entry.store_id,
+            "document_id": entry.document_id,
+            "exchange_id": entry.exchange_id,
+            "actor": entry.actor,
+            "action": entry.action,
+            "verdict": entry.verdict,
+            "mode": entry.mode,
+            "req_id": entry.req_id,
+            "cis": entry.cis,
+            "criteria": entry.criteria,
+        }));
+        let content = Content {
+            tenant_id,
+            chain,
+            entry,
+        };
+        contents.push(serde_json::to_string(&content).map_err(Error::internal)?);
+    }
+    Appended::find_by_statement(Statement::from_sql_and_values(
         db.get_database_backend(),
-        "SELECT seq, at, hash FROM audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-             $12, $13::text[], $14::text[], $15)",
+        "SELECT seq, at, hash FROM audit_append_all($1, $2, $3, $4::text[])",
         [
-            Uuid::now_v7().into(),
             tenant_id.into(),
             chain.into(),
-            entry.kind.as_str().into(),
-            entry.store_id.into(),
-            entry.document_id.into(),
-            entry.exchange_id.into(),
-            entry.actor.into(),
-            entry.action.into(),
-            entry.verdict.into(),
-            entry.mode.into(),
-            entry.req_id.into(),
-            entry.cis.into(),
-            entry.criteria.into(),
-            text.into(),
+            Value::Array(records).into(),
+            contents.into(),
         ],
     ))
     .one(db)
     .await?
-    .ok_or_else(|| Error::internal(anyhow::anyhow!("audit_append returned no row")))?;
-    Ok(appended)
+    .ok_or_else(|| Error::internal(anyhow::anyhow!("audit_append_all returned no row")))
 }
 
 /// The digest of an exchange as stored: every column, each length-prefixed, so no two rows

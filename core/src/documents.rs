@@ -578,13 +578,10 @@ async fn write(
     for item in &document.items {
         insert_item(&txn, document_id, item, request.items.get(item.position)).await?;
     }
-    evidence::write_in(&txn, evidence).await?;
-    audit::append(
-        &txn,
-        ctx.tenant_id,
-        document_entry(ctx, request, hash, &document, evidence)?,
-    )
-    .await?;
+    // The exchanges' records and the document's go to the store's chain in one call.
+    let mut entries = evidence::insert(&txn, evidence).await?;
+    entries.push(document_entry(ctx, request, hash, &document, evidence)?);
+    audit::append_all(&txn, ctx.tenant_id, entries).await?;
     txn.commit().await?;
     Ok(document)
 }
@@ -630,8 +627,10 @@ fn document_entry(
     Ok(entry)
 }
 
-/// Adds every normalised КИ to the base as available when new, then locks them all in a fixed
-/// order, so that two stores selling one mark at once are served one after the other.
+/// Adds every normalised КИ to the base as available when new and locks them all, in a fixed
+/// order, so that two stores selling one mark at once are served one after the other. One
+/// statement does both: a mark already in the base meets the conflict arm, whose no-op update
+/// locks the row as `FOR UPDATE` would and returns it.
 async fn lock_marks(
     txn: &DatabaseTransaction,
     tenant_id: Uuid,
@@ -647,20 +646,15 @@ async fn lock_marks(
     if cis.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let backend = txn.get_database_backend();
-    txn.execute_raw(Statement::from_sql_and_values(
-        backend,
-        "INSERT INTO marks (tenant_id, cis, status, store_id) \
-         SELECT $1, unnest($2::text[]), 'available', $3 ON CONFLICT DO NOTHING",
-        [tenant_id.into(), cis.clone().into(), store_id.into()],
-    ))
-    .await?;
     let rows = MarkRow::find_by_statement(Statement::from_sql_and_values(
-        backend,
-        "SELECT cis, status, truemark_state, inner_unit_count, sold_units, \
-             sold_at IS NOT NULL AS sold_here_ever FROM marks \
-         WHERE tenant_id = $1 AND cis = ANY($2::text[]) ORDER BY cis FOR UPDATE",
-        [tenant_id.into(), cis.into()],
+        txn.get_database_backend(),
+        "INSERT INTO marks AS m (tenant_id, cis, status, store_id) \
+         SELECT $1, input.cis, 'available', $3 FROM unnest($2::text[]) AS input (cis) \
+         ORDER BY input.cis \
+         ON CONFLICT (tenant_id, cis) DO UPDATE SET tenant_id = m.tenant_id \
+         RETURNING m.cis, m.status, m.truemark_state, m.inner_unit_count, m.sold_units, \
+             m.sold_at IS NOT NULL AS sold_here_ever",
+        [tenant_id.into(), cis.into(), store_id.into()],
     ))
     .all(txn)
     .await?;

@@ -4,7 +4,7 @@
 
 use redis::AsyncCommands as _;
 use sea_orm::TransactionSession as _;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, FromQueryResult, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, FromQueryResult, Statement, TransactionTrait};
 use serde::{Deserialize, Serialize};
 use truemark::client::ExchangeRecord;
 use utoipa::ToSchema;
@@ -76,54 +76,63 @@ where
 {
     for row in rows {
         let txn = db.begin().await?;
-        insert(&txn, row).await?;
+        let entries = insert(&txn, std::slice::from_ref(row)).await?;
+        audit::append_all(&txn, row.tenant_id, entries).await?;
         txn.commit().await?;
     }
     Ok(())
 }
 
-/// Writes `rows` as `write` does, inside the caller's transaction `txn` (a document's): they
-/// commit or roll back with it, without a savepoint each.
-pub async fn write_in(txn: &DatabaseTransaction, rows: &[ExchangeRow]) -> Result<()> {
+/// Inserts `rows` in one statement inside the caller's transaction `txn` (a document's), and
+/// returns the audit entries of the rows that were new, for the caller to append with its own
+/// record: they commit or roll back together.
+pub async fn insert<C: ConnectionTrait>(txn: &C, rows: &[ExchangeRow]) -> Result<Vec<Entry>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(rows.len() * 14);
+    let mut tuples = Vec::with_capacity(rows.len());
     for row in rows {
-        insert(txn, row).await?;
+        let first = values.len() + 1;
+        values.extend([
+            row.id.into(),
+            row.tenant_id.into(),
+            row.store_id.into(),
+            row.document_id.into(),
+            row.endpoint.clone().into(),
+            row.method.clone().into(),
+            row.url.clone().into(),
+            row.started_at.into(),
+            row.duration_ms.into(),
+            row.http_status.into(),
+            row.req_id.clone().into(),
+            row.request_body.clone().into(),
+            row.answer_body.clone().into(),
+            row.error.clone().into(),
+        ]);
+        let params: Vec<String> = (first..=values.len()).map(|n| format!("${n}")).collect();
+        tuples.push(format!("({})", params.join(", ")));
     }
-    Ok(())
-}
-
-/// Inserts one row and, when it is new, appends its audit record.
-async fn insert<C: ConnectionTrait>(txn: &C, row: &ExchangeRow) -> Result<()> {
-    let inserted = txn
-        .execute_raw(Statement::from_sql_and_values(
-            txn.get_database_backend(),
-            "INSERT INTO truemark_exchanges (id, tenant_id, store_id, document_id, endpoint, \
-                 method, url, started_at, duration_ms, http_status, req_id, request_body, \
-                 answer_body, error) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-             ON CONFLICT (id, started_at) DO NOTHING",
-            [
-                row.id.into(),
-                row.tenant_id.into(),
-                row.store_id.into(),
-                row.document_id.into(),
-                row.endpoint.clone().into(),
-                row.method.clone().into(),
-                row.url.clone().into(),
-                row.started_at.into(),
-                row.duration_ms.into(),
-                row.http_status.into(),
-                row.req_id.clone().into(),
-                row.request_body.clone().into(),
-                row.answer_body.clone().into(),
-                row.error.clone().into(),
-            ],
-        ))
-        .await?
-        .rows_affected();
-    if inserted == 1 {
-        audit::append(txn, row.tenant_id, Entry::exchange(row)).await?;
+    #[derive(FromQueryResult)]
+    struct Inserted {
+        id: Uuid,
     }
-    Ok(())
+    let inserted = Inserted::find_by_statement(Statement::from_sql_and_values(
+        txn.get_database_backend(),
+        format!(
+            "INSERT INTO truemark_exchanges ({COLUMNS}) VALUES {} \
+             ON CONFLICT (id, started_at) DO NOTHING RETURNING id",
+            tuples.join(", ")
+        ),
+        values,
+    ))
+    .all(txn)
+    .await?;
+    Ok(rows
+        .iter()
+        .filter(|row| inserted.iter().any(|new| new.id == row.id))
+        .map(Entry::exchange)
+        .collect())
 }
 
 const COLUMNS: &str = "id, tenant_id, store_id, document_id, endpoint, method, url, started_at, \

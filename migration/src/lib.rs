@@ -30,6 +30,7 @@ mod m20261203_000003_job_runs;
 mod m20261203_000004_documents;
 mod m20261203_000005_partial_sale;
 mod m20261203_000006_audit;
+mod m20261204_000007_audit_append_all;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000004_documents::Migration),
             Box::new(m20261203_000005_partial_sale::Migration),
             Box::new(m20261203_000006_audit::Migration),
+            Box::new(m20261204_000007_audit_append_all::Migration),
         ]
     }
 }

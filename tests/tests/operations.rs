@@ -106,3 +106,38 @@ async fn interactive_documentation_is_served_from_the_same_document() {
     assert_eq!(json.json(), serde_json::to_value(generated).unwrap());
     assert!(json.json()["paths"]["/document"]["post"].is_object());
 }
+
+#[tokio::test]
+async fn every_migration_reverts_and_applies_again() {
+    use migration::{Migrator, MigratorTrait as _};
+    use sea_orm::ConnectionTrait as _;
+    let app = TestApp::spawn().await;
+    let applied = Migrator::get_applied_migrations(&app.db)
+        .await
+        .unwrap()
+        .len();
+
+    Migrator::down(&app.db, None).await.unwrap();
+    let left = Migrator::get_applied_migrations(&app.db).await.unwrap();
+    Migrator::up(&app.db, None).await.unwrap();
+
+    assert!(left.is_empty(), "every migration reverted");
+    assert_eq!(
+        Migrator::get_applied_migrations(&app.db)
+            .await
+            .unwrap()
+            .len(),
+        applied
+    );
+    let row = app
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            app.db.get_database_backend(),
+            "SELECT count(*) AS n FROM pg_proc WHERE proname LIKE 'audit_append%'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let functions: i64 = row.try_get("", "n").unwrap();
+    assert_eq!(functions, 1, "one append function after the round trip");
+}
