@@ -575,9 +575,6 @@ async fn write(
     };
 
     insert_document(&txn, ctx, request, hash, &document).await?;
-    for item in &document.items {
-        insert_item(&txn, document_id, item, request.items.get(item.position)).await?;
-    }
     // The exchanges' records and the document's go to the store's chain in one call.
     let mut entries = evidence::insert(&txn, evidence).await?;
     entries.push(document_entry(ctx, request, hash, &document, evidence)?);
@@ -972,50 +969,32 @@ async fn insert_document(
     document: &DocumentAnswer,
 ) -> Result<(), WriteError> {
     let answer = serde_json::to_value(document).map_err(Error::internal)?;
-    let inserted = txn
-        .execute_raw(Statement::from_sql_and_values(
-            txn.get_database_backend(),
-            "INSERT INTO documents (id, tenant_id, store_id, pos_document_id, kind, \
-                 fiscal_drive_number, request_hash, verdict, mode, req_id, answer, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            [
-                document.document_id.into(),
-                ctx.tenant_id.into(),
-                ctx.store_id.into(),
-                request.id.clone().into(),
-                request.kind.as_str().into(),
-                request.fiscal_drive_number.clone().into(),
-                hash.to_vec().into(),
-                document.verdict.as_str().into(),
-                document.mode.as_str().into(),
-                document.req_id.clone().into(),
-                answer.into(),
-                document.created_at.into(),
-            ],
-        ))
-        .await;
-    match inserted {
-        Ok(_) => Ok(()),
-        Err(e) if is_unique_violation(&e) => Err(WriteError::Duplicate),
-        Err(e) => Err(e.into()),
-    }
-}
-
-async fn insert_item(
-    txn: &DatabaseTransaction,
-    document_id: Uuid,
-    item: &ItemAnswer,
-    request: Option<&ItemRequest>,
-) -> Result<(), WriteError> {
-    let criteria: Vec<Criterion> = item.reasons.iter().map(|r| r.criterion).collect();
-    let criteria = serde_json::to_value(criteria).map_err(Error::internal)?;
-    txn.execute_raw(Statement::from_sql_and_values(
-        txn.get_database_backend(),
-        "INSERT INTO document_items (document_id, position, cis, verdict, criteria, \
-             status_before, status_after, applied, quantity) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        [
-            document_id.into(),
+    let mut values: Vec<sea_orm::Value> = vec![
+        document.document_id.into(),
+        ctx.tenant_id.into(),
+        ctx.store_id.into(),
+        request.id.clone().into(),
+        request.kind.as_str().into(),
+        request.fiscal_drive_number.clone().into(),
+        hash.to_vec().into(),
+        document.verdict.as_str().into(),
+        document.mode.as_str().into(),
+        document.req_id.clone().into(),
+        answer.into(),
+        document.created_at.into(),
+    ];
+    // The document and all its items in one statement: `$1` is the document's id.
+    let mut rows = Vec::with_capacity(document.items.len());
+    for item in &document.items {
+        let criteria: Vec<Criterion> = item.reasons.iter().map(|r| r.criterion).collect();
+        let criteria = serde_json::to_value(criteria).map_err(Error::internal)?;
+        let quantity = request
+            .items
+            .get(item.position)
+            .and_then(|r| r.quantity)
+            .map(i64::from);
+        let first = values.len() + 1;
+        values.extend([
             i32::try_from(item.position).unwrap_or(i32::MAX).into(),
             item.cis.clone().into(),
             item.verdict.as_str().into(),
@@ -1023,11 +1002,37 @@ async fn insert_item(
             item.mark_status_before.clone().into(),
             item.mark_status_after.clone().into(),
             (item.mark_status_before != item.mark_status_after).into(),
-            request.and_then(|r| r.quantity).map(i64::from).into(),
-        ],
-    ))
-    .await?;
-    Ok(())
+            quantity.into(),
+        ]);
+        let params: Vec<String> = (first..=values.len()).map(|n| format!("${n}")).collect();
+        rows.push(format!("($1, {})", params.join(", ")));
+    }
+    if rows.is_empty() {
+        // `validate` lets no document without items this far.
+        return Err(Error::internal(anyhow::anyhow!("a document without items")).into());
+    }
+    let inserted = txn
+        .execute_raw(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            format!(
+                "WITH document AS (\
+                     INSERT INTO documents (id, tenant_id, store_id, pos_document_id, kind, \
+                         fiscal_drive_number, request_hash, verdict, mode, req_id, answer, \
+                         created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)) \
+                 INSERT INTO document_items (document_id, position, cis, verdict, criteria, \
+                     status_before, status_after, applied, quantity) \
+                 VALUES {}",
+                rows.join(", ")
+            ),
+            values,
+        ))
+        .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(WriteError::Duplicate),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Voids a sale whose receipt failed to print: its sold marks become available again. Voiding

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
+use sea_orm::{ConnectionTrait as _, DbBackend, Statement};
 use serde_json::{Value, json};
 use truemark::client::Endpoint;
 use truemark_sandbox::{DEFAULT_API_KEY, Fault, FaultTarget, Fixture, Sandbox, SandboxConfig};
@@ -730,6 +731,42 @@ async fn the_same_mark_twice_on_one_receipt_is_sold_once() {
     assert_eq!(
         answer["items"][1]["reasons"][0]["criterion"],
         "sold_here_before"
+    );
+    // Both items are stored with the document, in order, and only the first changed the mark.
+    let stored = pos
+        .app
+        .db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT i.position, i.verdict, i.applied, i.criteria::text AS criteria \
+             FROM document_items i JOIN documents d ON d.id = i.document_id \
+             WHERE d.pos_document_id = $1 ORDER BY i.position",
+            ["d1".into()],
+        ))
+        .await
+        .unwrap();
+    let stored: Vec<(i32, String, bool, String)> = stored
+        .iter()
+        .map(|row| {
+            (
+                row.try_get("", "position").unwrap(),
+                row.try_get("", "verdict").unwrap(),
+                row.try_get("", "applied").unwrap(),
+                row.try_get("", "criteria").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            (0, "allow".to_owned(), true, "[]".to_owned()),
+            (
+                1,
+                "block".to_owned(),
+                false,
+                r#"["sold_here_before"]"#.to_owned()
+            ),
+        ]
     );
 }
 
