@@ -893,3 +893,39 @@ async fn a_huge_number_in_an_answer_never_makes_the_mark_base_unreadable() {
     assert_eq!(offline.status, 200, "{}", offline.text);
     assert_eq!(again.status, 200, "{}", again.text);
 }
+
+#[tokio::test]
+async fn a_receipt_of_the_most_items_allowed_is_decided_and_stored_whole() {
+    let pos = pos().await;
+    let items: Vec<Value> = (0..imark_core::documents::MAX_ITEMS)
+        .map(|n| json!({"code": format!("010460000000007721{n:07}{GS}93wxyz")}))
+        .collect();
+    let mut too_many = items.clone();
+    too_many.push(json!({"code": format!("0104600000000077219999999{GS}93wxyz")}));
+
+    let refused = pos.send("big-1", "sale", Value::Array(too_many)).await;
+    let answer = pos.send("big-2", "sale", Value::Array(items)).await;
+
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let decided = answer.json()["items"].as_array().unwrap().len();
+    assert_eq!(decided, imark_core::documents::MAX_ITEMS);
+    let stored = pos
+        .app
+        .db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT count(*) AS n, count(DISTINCT i.cis) AS marks FROM document_items i \
+             JOIN documents d ON d.id = i.document_id WHERE d.pos_document_id = $1",
+            ["big-2".into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let (rows, marks): (i64, i64) = (
+        stored.try_get("", "n").unwrap(),
+        stored.try_get("", "marks").unwrap(),
+    );
+    let most = i64::try_from(imark_core::documents::MAX_ITEMS).unwrap();
+    assert_eq!((rows, marks), (most, most));
+}
