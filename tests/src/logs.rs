@@ -18,7 +18,7 @@ impl LogCapture {
         let capture = Self::default();
         tracing_subscriber::registry()
             .with(tracing_subscriber::filter::LevelFilter::TRACE)
-            .with(imark_core::telemetry::layer(format, capture.clone()))
+            .with(imark_core::telemetry::layer(format, capture.clone(), false))
             .try_init()
             .expect("no other subscriber is installed in this test process");
         capture
