@@ -8,6 +8,7 @@ use reqwest::Method;
 use sea_orm::{ConnectionTrait as _, Database, DatabaseConnection};
 use serde_json::Value;
 use tokio::sync::oneshot;
+use truemark_sandbox::Sandbox;
 use uuid::Uuid;
 
 /// The Postgres server where each test creates its own database.
@@ -241,6 +242,35 @@ impl TestApp {
             body["id"].as_str().unwrap().parse().unwrap(),
             body["api_key"].as_str().unwrap().to_owned(),
         )
+    }
+
+    /// Issues a store key named `name` for `store_id` as an HQ admin and exchanges it; returns
+    /// the key's id and its token.
+    pub async fn issue_store_token(
+        &self,
+        hq_token: &str,
+        store_id: Uuid,
+        name: &str,
+    ) -> (Uuid, String) {
+        let body = serde_json::json!({"role": "store", "name": name, "store_id": store_id});
+        let (id, api_key) = self.issue_key(hq_token, &body).await;
+        (id, self.token(&api_key).await)
+    }
+
+    /// Points the HQ admin's tenant at `sandbox` for `region` with the emulator's default ЧЗ
+    /// key, through `PUT /truemark`, asserting success.
+    pub async fn point_at_sandbox(&self, hq_token: &str, sandbox: &Sandbox, region: &str) {
+        let settings = serde_json::json!({
+            "api_key": truemark_sandbox::DEFAULT_API_KEY,
+            "base_url": sandbox.discovery_url().as_str(),
+            "region": region,
+        });
+        let response = self.put("/truemark", hq_token, &settings).await;
+        assert_eq!(
+            response.status, 200,
+            "ЧЗ settings were refused: {}",
+            response.text
+        );
     }
 }
 

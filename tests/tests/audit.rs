@@ -39,22 +39,12 @@ async fn chain() -> Chain {
     .unwrap();
     let (_, hq_key) = app.create_tenant("Сеть «Ромашка»").await;
     let hq = app.token(&hq_key).await;
-    let settings = json!({
-        "api_key": DEFAULT_API_KEY,
-        "base_url": sandbox.discovery_url().as_str(),
-        "region": "test"
-    });
-    assert_eq!(app.put("/truemark", &hq, &settings).await.status, 200);
+    app.point_at_sandbox(&hq, &sandbox, "test").await;
     let mut stores = Vec::new();
     for code in ["msk-1", "spb-2"] {
         let id = app.create_store(&hq, code).await;
-        let (_, key) = app
-            .issue_key(
-                &hq,
-                &json!({"role": "store", "name": "pos", "store_id": id}),
-            )
-            .await;
-        stores.push((id, app.token(&key).await));
+        let (_, token) = app.issue_store_token(&hq, id, "pos").await;
+        stores.push((id, token));
     }
     Chain {
         app,

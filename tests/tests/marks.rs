@@ -25,13 +25,8 @@ async fn chain() -> Chain {
     let mut tokens = Vec::new();
     for code in ["s1", "s2"] {
         let store = app.create_store(&hq, code).await;
-        let (_, key) = app
-            .issue_key(
-                &hq,
-                &json!({"role": "store", "name": "pos", "store_id": store}),
-            )
-            .await;
-        tokens.push(app.token(&key).await);
+        let (_, token) = app.issue_store_token(&hq, store, "pos").await;
+        tokens.push(token);
     }
     let other_store = tokens.pop().unwrap();
     let store = tokens.pop().unwrap();

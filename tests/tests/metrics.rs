@@ -16,7 +16,7 @@ use imark_core::modes::{self, Mode, Reason};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use truemark::client::Endpoint;
-use truemark_sandbox::{DEFAULT_API_KEY, Fault, FaultTarget, Fixture, Sandbox, SandboxConfig};
+use truemark_sandbox::{Fault, FaultTarget, Fixture, Sandbox, SandboxConfig};
 use uuid::Uuid;
 
 use imark_tests::TestApp;
@@ -62,19 +62,8 @@ async fn world() -> World {
     let (tenant, hq_key) = app.create_tenant("Сеть").await;
     let hq = app.token(&hq_key).await;
     let store_id = app.create_store(&hq, "s1").await;
-    let settings = json!({
-        "api_key": DEFAULT_API_KEY,
-        "base_url": sandbox.discovery_url().as_str(),
-        "region": "test"
-    });
-    assert_eq!(app.put("/truemark", &hq, &settings).await.status, 200);
-    let (_, key) = app
-        .issue_key(
-            &hq,
-            &json!({"role": "store", "name": "pos", "store_id": store_id}),
-        )
-        .await;
-    let store = app.token(&key).await;
+    app.point_at_sandbox(&hq, &sandbox, "test").await;
+    let (_, store) = app.issue_store_token(&hq, store_id, "pos").await;
     World {
         app,
         sandbox,

@@ -15,7 +15,7 @@ use sea_orm::{
 use serde_json::json;
 use truemark::client::Endpoint;
 use truemark_sandbox::{
-    DEFAULT_API_KEY, Fault, FaultTarget, Fixture, Sandbox, SandboxConfig, Service, UnknownCodes,
+    Fault, FaultTarget, Fixture, Sandbox, SandboxConfig, Service, UnknownCodes,
 };
 
 use imark_tests::{CuttableProxy, PrivateRedis, Response, TestApp};
@@ -50,18 +50,12 @@ async fn chain(
     .unwrap();
     let (_, hq_key) = app.create_tenant("Сеть").await;
     let hq = app.token(&hq_key).await;
-    let settings = json!({
-        "api_key": DEFAULT_API_KEY,
-        "base_url": sandbox.discovery_url().as_str(),
-        "region": "test"
-    });
-    assert_eq!(app.put("/truemark", &hq, &settings).await.status, 200);
+    app.point_at_sandbox(&hq, &sandbox, "test").await;
     let mut tokens = Vec::new();
     for n in 0..stores {
         let store = app.create_store(&hq, &format!("s{n}")).await;
-        let body = json!({"role": "store", "name": "pos", "store_id": store});
-        let (_, key) = app.issue_key(&hq, &body).await;
-        tokens.push(app.token(&key).await);
+        let (_, token) = app.issue_store_token(&hq, store, "pos").await;
+        tokens.push(token);
     }
     Chain {
         app,

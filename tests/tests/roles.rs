@@ -31,12 +31,7 @@ async fn world(app: &TestApp) -> World {
     let hq_a = app.token(&hq_a_key).await;
     let a1 = app.create_store(&hq_a, "a1").await;
     let a2 = app.create_store(&hq_a, "a2").await;
-    let (key_a, store_a1_key) = app
-        .issue_key(
-            &hq_a,
-            &json!({"role": "store", "name": "pos", "store_id": a1}),
-        )
-        .await;
+    let (key_a, store_a1) = app.issue_store_token(&hq_a, a1, "pos").await;
     let (_, auditor_a1_key) = app
         .issue_key(
             &hq_a,
@@ -61,7 +56,7 @@ async fn world(app: &TestApp) -> World {
 
     World {
         platform,
-        store_a1: app.token(&store_a1_key).await,
+        store_a1,
         auditor_a1: app.token(&auditor_a1_key).await,
         auditor_all: app.token(&auditor_all_key).await,
         hq_a,

@@ -35,14 +35,8 @@ async fn a_genuine_token_is_accepted_and_carries_tenant_store_and_role() {
     let app = TestApp::spawn().await;
     let hq = hq_token(&app).await;
     let store = app.create_store(&hq, "s1").await;
-    let (_, key) = app
-        .issue_key(
-            &hq,
-            &json!({"role": "store", "name": "pos", "store_id": store}),
-        )
-        .await;
+    let (_, token) = app.issue_store_token(&hq, store, "pos").await;
 
-    let token = app.token(&key).await;
     let claims = claims_of(&token);
 
     assert_eq!(claims["role"], "store");
@@ -179,13 +173,7 @@ async fn a_rotated_key_is_replaced_and_the_old_one_stops() {
     let app = TestApp::spawn().await;
     let hq = hq_token(&app).await;
     let store = app.create_store(&hq, "s1").await;
-    let (old_id, old_key) = app
-        .issue_key(
-            &hq,
-            &json!({"role": "store", "name": "pos", "store_id": store}),
-        )
-        .await;
-    let old_token = app.token(&old_key).await;
+    let (old_id, old_token) = app.issue_store_token(&hq, store, "pos").await;
 
     let rotated = app
         .post(&format!("/keys/{old_id}/rotate"), &hq, &json!({}))
@@ -214,13 +202,7 @@ async fn disabling_a_store_or_a_tenant_stops_its_tokens() {
     let (tenant_id, hq_key) = app.create_tenant("Сеть").await;
     let hq = app.token(&hq_key).await;
     let store = app.create_store(&hq, "s1").await;
-    let (_, key) = app
-        .issue_key(
-            &hq,
-            &json!({"role": "store", "name": "pos", "store_id": store}),
-        )
-        .await;
-    let store_token = app.token(&key).await;
+    let (_, store_token) = app.issue_store_token(&hq, store, "pos").await;
 
     app.patch(
         &format!("/stores/{store}"),

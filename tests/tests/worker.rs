@@ -16,7 +16,7 @@ use imark_core::modes::{self, Mode, Reason};
 use imark_worker::{Worker, WorkerOptions};
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
-use truemark_sandbox::{DEFAULT_API_KEY, Fault, FaultTarget, Fixture, Sandbox, SandboxConfig};
+use truemark_sandbox::{Fault, FaultTarget, Fixture, Sandbox, SandboxConfig};
 use uuid::Uuid;
 
 use imark_tests::TestApp;
@@ -53,13 +53,7 @@ async fn start_sandbox() -> Sandbox {
 async fn configure(app: &TestApp, sandbox: &Sandbox, region: &str) -> (Uuid, CdnGroup) {
     let (tenant, hq_key) = app.create_tenant(&format!("Сеть {region}")).await;
     let hq = app.token(&hq_key).await;
-    let settings = serde_json::json!({
-        "api_key": DEFAULT_API_KEY,
-        "base_url": sandbox.discovery_url().as_str(),
-        "region": region,
-    });
-    let response = app.put("/truemark", &hq, &settings).await;
-    assert_eq!(response.status, 200, "{}", response.text);
+    app.point_at_sandbox(&hq, sandbox, region).await;
     let group = CdnGroup::new(sandbox.discovery_url().as_str().parse().unwrap(), region);
     (tenant, group)
 }
