@@ -268,13 +268,13 @@ pub mod responses {
     )]
     pub struct PayloadTooLarge(pub Problem);
 
-    /// 429: the caller's API key has sent too many requests; every rate-limited operation
-    /// answers it.
+    /// 429: the caller's API key, or all of its tenant's keys together, sent too many
+    /// requests; every rate-limited operation answers it.
     #[derive(IntoResponses)]
     #[response(
         status = 429,
-        description = "Too many requests for this API key (`rate_limited`); send it again after \
-            the seconds in `Retry-After`",
+        description = "Too many requests from this API key, or from all of its tenant's keys \
+            together (`rate_limited`); send it again after the seconds in `Retry-After`",
         content_type = "application/problem+json",
         headers(("Retry-After" = u64, description = "Seconds to wait before sending the request again"))
     )]

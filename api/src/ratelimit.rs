@@ -9,18 +9,16 @@
 //! answered `401` by the extractor after the same HMAC, so nobody flooding garbage tokens can
 //! turn another till's `401 token_expired` into a `429`.
 //!
-//! At `/token` (the only route that reads `X-API-Key`), a key that has already been exchanged
-//! successfully by this process has a bucket of its own, by its keyed hash; any other key is
-//! unproven. Unproven keys that fail to authenticate are charged to one shared bucket of
-//! failures, and while that bucket is empty unproven keys are refused with `429` before any
-//! database lookup: made-up keys can neither open buckets nor cost Postgres without limit.
-//! A request with no credentials at all takes from one shared bucket of strangers.
+//! At `/token` only the API key counts, since it is all that route reads: every presented key
+//! has a bucket of its own, by its keyed hash, whatever else the request carries. A key nobody
+//! issued costs one indexed look-up and opens a bucket that the sweep drops once it is full
+//! again, so a flood of made-up keys slows only itself and never refuses a real key's first
+//! exchange. A request with no credentials at all takes from one shared bucket of strangers.
 //!
 //! Buckets live in this process: every API replica limits on its own.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -46,18 +44,13 @@ use crate::state::AppState;
 /// How often buckets of quiet callers are dropped.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
-/// How many proven keys are remembered before the set starts over (each is 16 bytes).
-const PROVEN_CAPACITY: usize = 100_000;
-
 /// Whose bucket a request takes its token from.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Bucket {
     /// The API key (or `platform`) of a verified access token.
     Key(String),
-    /// A proven API key presented for exchange, by the first half of its keyed hash.
+    /// An API key presented for exchange, by the first half of its keyed hash.
     Presented([u8; 16]),
-    /// Failed exchanges of unproven keys, all together.
-    Failures,
     /// Requests with no credentials.
     Strangers,
 }
@@ -68,7 +61,6 @@ impl std::fmt::Debug for Bucket {
             Self::Key(id) => write!(f, "Key({id})"),
             // Half a keyed hash identifies nothing outside this process; still not logged.
             Self::Presented(_) => f.write_str("Presented"),
-            Self::Failures => f.write_str("Failures"),
             Self::Strangers => f.write_str("Strangers"),
         }
     }
@@ -107,10 +99,6 @@ struct Limits {
     tenants: Check<Uuid>,
     tokens: Arc<TokenKeys>,
     hasher: ApiKeyHasher,
-    /// Keyed-hash halves of keys exchanged successfully by this process.
-    proven: Mutex<HashSet<[u8; 16]>>,
-    /// Until when unproven keys are refused, once the bucket of failures ran dry.
-    failures_refused_until: Mutex<Option<Instant>>,
 }
 
 /// Builds a limiter of `rate` keyed by `extractor`'s key type, swept while the returned check
@@ -167,93 +155,44 @@ pub fn limit(
         tenants,
         tokens,
         hasher,
-        proven: Mutex::new(HashSet::new()),
-        failures_refused_until: Mutex::new(None),
     });
     router.layer(middleware::from_fn_with_state(limits, check))
 }
 
-/// What an exchange at `/token` is, for its bucket.
-enum Exchange {
-    /// Not an exchange of a presented key.
-    None,
-    /// An unproven key: proven if it succeeds, charged to the failures if it does not.
-    Unproven([u8; 16]),
-}
-
 async fn check(State(limits): State<Arc<Limits>>, request: Request, next: Next) -> Response {
-    let mut exchange = Exchange::None;
-    let headers = request.headers();
-    if let Some(bearer) = extract::bearer(headers) {
-        // A token that does not verify takes from no bucket (see the module's documentation).
-        if let Ok(claims) = limits.tokens.verify(bearer) {
-            if let Err(wait) = (limits.keys)(&Bucket::Key(claims.sub)) {
-                return too_many_requests(wait);
-            }
-            if let Some(tenant) = claims.tenant_id
-                && let Err(wait) = (limits.tenants)(&tenant)
-            {
-                return too_many_requests(wait);
-            }
-        }
-    } else if request.uri().path() == "/token"
-        && let Ok(key) = token::presented_key(headers)
-    {
-        let digest = limits.hasher.digest(&key);
-        let mut half = [0_u8; 16];
-        half.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
-        if limits.proven_contains(&half) {
-            if let Err(wait) = (limits.keys)(&Bucket::Presented(half)) {
-                return too_many_requests(wait);
-            }
-        } else {
-            if let Some(wait) = limits.failures_wait() {
-                return too_many_requests(wait);
-            }
-            exchange = Exchange::Unproven(half);
-        }
-    } else if let Err(wait) = (limits.keys)(&Bucket::Strangers) {
-        return too_many_requests(wait);
+    match limits.take(&request) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => too_many_requests(wait),
     }
-
-    let response = next.run(request).await;
-    if let Exchange::Unproven(half) = exchange {
-        if response.status().is_success() {
-            limits.prove(half);
-        } else if response.status() == StatusCode::UNAUTHORIZED {
-            limits.charge_failure();
-        }
-    }
-    response
 }
 
 impl Limits {
-    fn proven_contains(&self, half: &[u8; 16]) -> bool {
-        self.proven.lock().is_ok_and(|proven| proven.contains(half))
-    }
-
-    fn prove(&self, half: [u8; 16]) {
-        if let Ok(mut proven) = self.proven.lock() {
-            if proven.len() >= PROVEN_CAPACITY {
-                proven.clear();
-            }
-            proven.insert(half);
+    /// Takes the request's token from its buckets; `Err` holds the wait of the first one empty.
+    fn take(&self, request: &Request) -> Result<(), Duration> {
+        let headers = request.headers();
+        if request.uri().path() == "/token" {
+            return match token::presented_key(headers) {
+                Ok(key) => {
+                    let digest = self.hasher.digest(&key);
+                    let mut half = [0_u8; 16];
+                    half.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+                    (self.keys)(&Bucket::Presented(half))
+                }
+                Err(_) => (self.keys)(&Bucket::Strangers),
+            };
         }
-    }
-
-    /// How long unproven keys are still refused, if they are.
-    fn failures_wait(&self) -> Option<Duration> {
-        let until = (*self.failures_refused_until.lock().ok()?)?;
-        until.checked_duration_since(Instant::now())
-    }
-
-    /// Takes a failed exchange from the bucket of failures; an empty bucket refuses unproven
-    /// keys until it has room again.
-    fn charge_failure(&self) {
-        if let Err(wait) = (self.keys)(&Bucket::Failures)
-            && let Ok(mut until) = self.failures_refused_until.lock()
-        {
-            *until = Some(Instant::now() + wait);
+        let Some(bearer) = extract::bearer(headers) else {
+            return (self.keys)(&Bucket::Strangers);
+        };
+        // A token that does not verify takes from no bucket (see the module's documentation).
+        let Ok(claims) = self.tokens.verify(bearer) else {
+            return Ok(());
+        };
+        // The key's own bucket first: a runaway key is refused without touching its tenant's.
+        (self.keys)(&Bucket::Key(claims.sub))?;
+        match claims.tenant_id {
+            Some(tenant) => (self.tenants)(&tenant),
+            None => Ok(()),
         }
     }
 }
@@ -262,7 +201,7 @@ fn too_many_requests(wait: Duration) -> Response {
     let mut response = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
-        "too many requests for this API key; retry after the time in Retry-After",
+        "too many requests from this API key or its tenant; retry after the time in Retry-After",
     )
     .into_response();
     // Whole seconds, rounded up: a client retrying on the dot must not be refused again.
