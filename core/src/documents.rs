@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use entities::documents;
 use sea_orm::{
     ColumnTrait as _, ConnectionTrait as _, DatabaseConnection, DatabaseTransaction,
-    EntityTrait as _, FromQueryResult, QueryFilter as _, Statement, TransactionTrait as _,
+    EntityTrait as _, FromQueryResult, QueryFilter as _, QuerySelect as _, Statement,
+    TransactionTrait as _,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -524,6 +525,8 @@ async fn write(
     // Items are decided and applied in order, each seeing what the ones before it did: the same
     // mark twice on one receipt is sold once, and pours from one keg add up.
     let mut items = Vec::with_capacity(codes.len());
+    let mut applied = Vec::with_capacity(codes.len());
+    let mut changes: BTreeMap<String, MarkChange> = BTreeMap::new();
     for (position, (item, code)) in request.items.iter().zip(codes).enumerate() {
         let (mut decided, inner) = decide_item(
             position,
@@ -538,19 +541,17 @@ async fn write(
             now,
         );
         let units = i64::from(item.quantity.unwrap_or(1));
-        apply(
-            &txn,
-            ctx,
-            document_id,
+        applied.push(apply(
             request.kind,
             &mut decided,
             inner,
             units,
             &mut marks,
-        )
-        .await?;
+            &mut changes,
+        ));
         items.push(decided);
     }
+    update_marks(&txn, ctx, document_id, &changes).await?;
     let verdict = items
         .iter()
         .map(|i| i.verdict)
@@ -574,7 +575,7 @@ async fn write(
         voided_at: None,
     };
 
-    insert_document(&txn, ctx, request, hash, &document).await?;
+    insert_document(&txn, ctx, request, hash, &document, &applied).await?;
     // The exchanges' records and the document's go to the store's chain in one call.
     let mut entries = evidence::insert(&txn, evidence).await?;
     entries.push(document_entry(ctx, request, hash, &document, evidence)?);
@@ -805,25 +806,35 @@ fn find_code<'a>(codes: &'a [CheckedCode], code: &MarkingCode) -> Option<&'a Che
         })
 }
 
-/// Records what the item did to the mark base: a sale not blocked sells the mark (a pack sold by
-/// the unit once its last unit is sold), a return not blocked makes a sold mark available; a
-/// check changes nothing. The last ЧЗ state is kept, and `marks` follows every change.
-#[allow(clippy::too_many_arguments, reason = "the inputs of one mark change")]
-async fn apply(
-    txn: &DatabaseTransaction,
-    ctx: &Context<'_>,
-    document_id: Uuid,
+/// What a document does to one mark, gathered over its items and written once.
+#[derive(Debug, Default)]
+struct MarkChange {
+    /// ЧЗ's object for the mark, when ЧЗ answered.
+    truemark_state: Option<Value>,
+    /// The new status, sold units and inner unit count, when an item changed them.
+    status: Option<(&'static str, i64, Option<i64>)>,
+    /// Whether any change sold units of the mark (its `sold_at` becomes now).
+    sold_now: bool,
+}
+
+/// Applies one decided item to its mark in `marks`, which the next items see, and notes the
+/// change in `changes`: a sale not blocked sells the mark (a pack sold by the unit once its last
+/// unit is sold), a return not blocked makes a sold mark available; a blocked item or a check
+/// changes only the ЧЗ state kept. Returns whether the item changed the mark's status or units:
+/// what a void undoes.
+fn apply(
     kind: Kind,
     item: &mut ItemAnswer,
     inner: Option<i64>,
     units: i64,
     marks: &mut BTreeMap<String, MarkRow>,
-) -> Result<(), WriteError> {
+    changes: &mut BTreeMap<String, MarkChange>,
+) -> bool {
     let Some(cis) = item.cis.clone() else {
-        return Ok(());
+        return false;
     };
     let Some(mark) = marks.get_mut(&cis) else {
-        return Ok(());
+        return false;
     };
     let sold = mark.status == "sold";
     let after = match (kind, item.verdict, inner) {
@@ -847,51 +858,15 @@ async fn apply(
         (Kind::Return, _, _) => None,
     };
 
-    // ЧЗ's state and the new status go to the mark in one statement.
-    let mut set: Vec<String> = Vec::new();
-    let mut values: Vec<sea_orm::Value> = vec![ctx.tenant_id.into(), cis.clone().into()];
-    let param = |values: &mut Vec<sea_orm::Value>, value: sea_orm::Value| {
-        values.push(value);
-        format!("${}", values.len())
-    };
-    if let Some(state) = &item.truemark_response {
-        let gtin = state.get("gtin").and_then(Value::as_str).map(str::to_owned);
-        let state = param(&mut values, state.clone().into());
-        let gtin = param(&mut values, gtin.into());
-        set.push(format!(
-            "truemark_state = {state}, truemark_checked_at = now(), gtin = COALESCE({gtin}, gtin)"
-        ));
-    }
-    if let Some((status, sold_units)) = after {
-        let sold = status == "sold";
-        let status = param(&mut values, status.into());
-        let units = param(&mut values, sold_units.into());
-        let inner = param(&mut values, inner.into());
-        let store = param(&mut values, ctx.store_id.into());
-        let document = param(&mut values, document_id.into());
-        let sold_at = if sold || sold_units > 0 {
-            "now()"
-        } else {
-            "sold_at"
-        };
-        set.push(format!(
-            "status = {status}, sold_units = {units}, inner_unit_count = {inner}, \
-             store_id = {store}, document_id = {document}, sold_at = {sold_at}, \
-             updated_at = clock_timestamp()"
-        ));
-    } else if !set.is_empty() {
-        set.push("updated_at = now()".to_owned());
-    }
-    if !set.is_empty() {
-        txn.execute_raw(Statement::from_sql_and_values(
-            txn.get_database_backend(),
-            format!(
-                "UPDATE marks SET {} WHERE tenant_id = $1 AND cis = $2",
-                set.join(", ")
-            ),
-            values,
-        ))
-        .await?;
+    if item.truemark_response.is_some() || after.is_some() {
+        let change = changes.entry(cis).or_default();
+        if let Some(state) = &item.truemark_response {
+            change.truemark_state = Some(state.clone());
+        }
+        if let Some((status, sold_units)) = after {
+            change.status = Some((status, sold_units, inner));
+            change.sold_now |= status == "sold" || sold_units > 0;
+        }
     }
     if let Some((status, sold_units)) = after {
         mark.status = status.to_owned();
@@ -900,6 +875,86 @@ async fn apply(
         item.mark_status_after = Some(status.to_owned());
     }
     item.units_left = inner.map(|inner| inner - mark.sold_units);
+    after.is_some()
+}
+
+/// Writes every mark's change of a document in one `UPDATE`: ЧЗ's state where ЧЗ answered, and
+/// the new status, units, store and document where an item changed them.
+async fn update_marks(
+    txn: &DatabaseTransaction,
+    ctx: &Context<'_>,
+    document_id: Uuid,
+    changes: &BTreeMap<String, MarkChange>,
+) -> Result<(), WriteError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut values: Vec<sea_orm::Value> = vec![
+        ctx.tenant_id.into(),
+        ctx.store_id.into(),
+        document_id.into(),
+    ];
+    let mut rows = Vec::with_capacity(changes.len());
+    for (cis, change) in changes {
+        let gtin = change
+            .truemark_state
+            .as_ref()
+            .and_then(|state| state.get("gtin"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let (status, sold_units, inner) = match change.status {
+            Some((status, sold_units, inner)) => (Some(status), Some(sold_units), inner),
+            None => (None, None, None),
+        };
+        let first = values.len() + 1;
+        values.extend([
+            cis.clone().into(),
+            change.truemark_state.is_some().into(),
+            change.truemark_state.clone().into(),
+            gtin.into(),
+            status.map(str::to_owned).into(),
+            sold_units.into(),
+            inner.into(),
+            change.sold_now.into(),
+        ]);
+        let n = |offset: usize| first + offset;
+        rows.push(format!(
+            "(${}::text, ${}::bool, ${}::jsonb, ${}::text, ${}::text, ${}::bigint, ${}::bigint, \
+              ${}::bool)",
+            n(0),
+            n(1),
+            n(2),
+            n(3),
+            n(4),
+            n(5),
+            n(6),
+            n(7)
+        ));
+    }
+    txn.execute_raw(Statement::from_sql_and_values(
+        txn.get_database_backend(),
+        format!(
+            "UPDATE marks AS m SET \
+                 truemark_state = CASE WHEN v.checked THEN v.state ELSE m.truemark_state END, \
+                 truemark_checked_at = CASE WHEN v.checked THEN now() \
+                     ELSE m.truemark_checked_at END, \
+                 gtin = COALESCE(v.gtin, m.gtin), \
+                 status = COALESCE(v.status, m.status), \
+                 sold_units = CASE WHEN v.status IS NULL THEN m.sold_units ELSE v.sold_units END, \
+                 inner_unit_count = CASE WHEN v.status IS NULL THEN m.inner_unit_count \
+                     ELSE v.inner_units END, \
+                 store_id = CASE WHEN v.status IS NULL THEN m.store_id ELSE $2 END, \
+                 document_id = CASE WHEN v.status IS NULL THEN m.document_id ELSE $3 END, \
+                 sold_at = CASE WHEN v.sold_now THEN now() ELSE m.sold_at END, \
+                 updated_at = CASE WHEN v.status IS NULL THEN now() ELSE clock_timestamp() END \
+             FROM (VALUES {}) AS v (cis, checked, state, gtin, status, sold_units, inner_units, \
+                 sold_now) \
+             WHERE m.tenant_id = $1 AND m.cis = v.cis",
+            rows.join(", ")
+        ),
+        values,
+    ))
+    .await?;
     Ok(())
 }
 
@@ -967,6 +1022,7 @@ async fn insert_document(
     request: &DocumentRequest,
     hash: &[u8],
     document: &DocumentAnswer,
+    applied: &[bool],
 ) -> Result<(), WriteError> {
     let answer = serde_json::to_value(document).map_err(Error::internal)?;
     let mut values: Vec<sea_orm::Value> = vec![
@@ -1001,7 +1057,7 @@ async fn insert_document(
             criteria.into(),
             item.mark_status_before.clone().into(),
             item.mark_status_after.clone().into(),
-            (item.mark_status_before != item.mark_status_after).into(),
+            applied.get(item.position).copied().unwrap_or(false).into(),
             quantity.into(),
         ]);
         let params: Vec<String> = (first..=values.len()).map(|n| format!("${n}")).collect();
@@ -1047,6 +1103,8 @@ pub async fn void(ctx: &Context<'_>, pos_id: &str) -> Result<DocumentAnswer> {
         .filter(documents::Column::TenantId.eq(ctx.tenant_id))
         .filter(documents::Column::StoreId.eq(ctx.store_id))
         .filter(documents::Column::PosDocumentId.eq(pos_id))
+        // Two voids of one sale at once: the second waits, then finds it voided.
+        .lock_exclusive()
         .one(&txn)
         .await?
         .ok_or(Error::NotFound("document"))?;
@@ -1054,6 +1112,16 @@ pub async fn void(ctx: &Context<'_>, pos_id: &str) -> Result<DocumentAnswer> {
         return Err(Error::conflict("not_a_sale", "only a sale can be voided"));
     }
     if row.voided_at.is_none() {
+        // The sale's marks are locked in КИ order first, as a sale locks them, so that a void
+        // and a sale of the same marks never wait for each other in a circle.
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT 1 FROM marks WHERE tenant_id = $1 AND cis IN \
+                 (SELECT cis FROM document_items WHERE document_id = $2 AND cis IS NOT NULL) \
+             ORDER BY cis FOR UPDATE",
+            [ctx.tenant_id.into(), row.id.into()],
+        ))
+        .await?;
         // A whole mark comes back if this sale is still the last thing that happened to it; a
         // pack sold by the unit gets this sale's units back.
         txn.execute_raw(Statement::from_sql_and_values(

@@ -5,7 +5,7 @@
 use sea_orm::{ConnectionTrait as _, DbBackend, Statement};
 use serde_json::{Value, json};
 use truemark::client::Endpoint;
-use truemark_sandbox::{DEFAULT_API_KEY, Fault, FaultTarget, Fixture, Sandbox, SandboxConfig};
+use truemark_sandbox::{Fault, FaultTarget, Fixture, Sandbox, SandboxConfig};
 use uuid::Uuid;
 
 use imark_tests::{Response, TestApp};
@@ -36,19 +36,8 @@ async fn pos() -> Pos {
     let (_, hq_key) = app.create_tenant("Сеть").await;
     let hq = app.token(&hq_key).await;
     let store_id = app.create_store(&hq, "s1").await;
-    let settings = json!({
-        "api_key": DEFAULT_API_KEY,
-        "base_url": sandbox.discovery_url().as_str(),
-        "region": "test"
-    });
-    assert_eq!(app.put("/truemark", &hq, &settings).await.status, 200);
-    let (_, key) = app
-        .issue_key(
-            &hq,
-            &json!({"role": "store", "name": "pos", "store_id": store_id}),
-        )
-        .await;
-    let store = app.token(&key).await;
+    app.point_at_sandbox(&hq, &sandbox, "test").await;
+    let (_, store) = app.issue_store_token(&hq, store_id, "pos").await;
     Pos {
         app,
         sandbox,
@@ -284,14 +273,10 @@ async fn the_same_document_again_is_answered_from_storage_without_asking_truemar
 async fn of_two_stores_selling_one_mark_at_once_exactly_one_wins() {
     let pos = pos().await;
     let other_store = pos.app.create_store(&pos.hq, "s2").await;
-    let (_, key) = pos
+    let (_, other) = pos
         .app
-        .issue_key(
-            &pos.hq,
-            &json!({"role": "store", "name": "pos2", "store_id": other_store}),
-        )
+        .issue_store_token(&pos.hq, other_store, "pos2")
         .await;
-    let other = pos.app.token(&key).await;
     let code = "04601653035829H;dV)bFABVUdGVz";
     // The group's hosts are discovered once before the race.
     pos.send("warm-up", "check", json!([{"code": code}])).await;
@@ -554,14 +539,10 @@ async fn only_a_store_sends_documents_and_it_sees_only_its_own() {
     let pos = pos().await;
     pos.sale("mine", "04601653035829H;dV)bFABVUdGVz").await;
     let other_store = pos.app.create_store(&pos.hq, "s2").await;
-    let (_, key) = pos
+    let (_, other) = pos
         .app
-        .issue_key(
-            &pos.hq,
-            &json!({"role": "store", "name": "pos2", "store_id": other_store}),
-        )
+        .issue_store_token(&pos.hq, other_store, "pos2")
         .await;
-    let other = pos.app.token(&key).await;
     let (_, foreign_hq) = pos.app.create_tenant("Чужая сеть").await;
     let foreign = pos.app.token(&foreign_hq).await;
     let body =
@@ -714,6 +695,47 @@ async fn a_keg_stays_available_until_its_volume_is_poured_and_each_pour_gets_its
         after_void["verdict"], "allow",
         "the voided pour's volume came back"
     );
+}
+
+#[tokio::test]
+async fn voids_of_one_pour_at_once_give_its_volume_back_once() {
+    let pos = pos().await;
+    let keg = format!("0104607001771230215KEG0002{GS}93abcd");
+    pos.sandbox
+        .control()
+        .set_code_state(&keg, "groupIds=[15] innerUnitCount=3000 packageType=UNIT")
+        .unwrap();
+    for (id, litres) in [("pour-1", 1000), ("pour-2", 500)] {
+        let poured = pos
+            .send(id, "sale", json!([{"code": keg, "quantity": litres}]))
+            .await;
+        assert_eq!(poured.json()["verdict"], "allow", "{}", poured.text);
+    }
+
+    let voids =
+        futures::future::join_all((0..8).map(|_| pos.app.delete("/document/pour-2", &pos.store)))
+            .await;
+
+    for void in &voids {
+        assert_eq!(void.status, 200, "{}", void.text);
+    }
+    let sold_units = pos
+        .app
+        .db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT sold_units FROM marks WHERE cis LIKE $1",
+            ["0104607001771230215KEG0002%".into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let sold_units: i64 = sold_units.try_get("", "sold_units").unwrap();
+    assert_eq!(sold_units, 1000, "only the first pour is still sold");
+    let records = pos.app.get("/audit?kind=void", &pos.hq).await;
+    assert_eq!(records.status, 200, "{}", records.text);
+    let voids = records.json()["items"].as_array().unwrap().len();
+    assert_eq!(voids, 1, "one void recorded");
 }
 
 #[tokio::test]
