@@ -12,8 +12,10 @@
 //! At `/token` only the API key counts, since it is all that route reads: every presented key
 //! has a bucket of its own, by its keyed hash, whatever else the request carries. A key nobody
 //! issued costs one indexed look-up and opens a bucket that the sweep drops once it is full
-//! again, so a flood of made-up keys slows only itself and never refuses a real key's first
-//! exchange. A request with no credentials at all takes from one shared bucket of strangers.
+//! again: a flood of distinct made-up keys is not limited here (nothing tells its sender apart
+//! behind a load balancer; limit it by address at the gateway), but it can never refuse a real
+//! key's first exchange. A request with no credentials at all takes from one shared bucket of
+//! strangers.
 //!
 //! Buckets live in this process: every API replica limits on its own.
 
