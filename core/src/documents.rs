@@ -819,9 +819,10 @@ struct MarkChange {
 
 /// Applies one decided item to its mark in `marks`, which the next items see, and notes the
 /// change in `changes`: a sale not blocked sells the mark (a pack sold by the unit once its last
-/// unit is sold), a return not blocked makes a sold mark available; a blocked item or a check
-/// changes only the ЧЗ state kept. Returns whether the item changed the mark's status or units:
-/// what a void undoes.
+/// unit is sold), a return not blocked makes a sold mark available; a blocked item, a check, a
+/// sale of a mark already sold (let through by a `warn`) and a pour from an empty keg change
+/// only the ЧЗ state kept. Returns what a void undoes: `None` when the item changed nothing,
+/// else the units it moved of a pack sold by the unit (`None` inside for a whole mark).
 fn apply(
     kind: Kind,
     item: &mut ItemAnswer,
@@ -829,18 +830,14 @@ fn apply(
     units: i64,
     marks: &mut BTreeMap<String, MarkRow>,
     changes: &mut BTreeMap<String, MarkChange>,
-) -> bool {
-    let Some(cis) = item.cis.clone() else {
-        return false;
-    };
-    let Some(mark) = marks.get_mut(&cis) else {
-        return false;
-    };
+) -> Option<Option<i64>> {
+    let cis = item.cis.clone()?;
+    let mark = marks.get_mut(&cis)?;
     let sold = mark.status == "sold";
     let after = match (kind, item.verdict, inner) {
         (_, Verdict::Block, _) | (Kind::Check, _, _) => None,
-        (Kind::Sale, _, None) => Some(("sold", mark.sold_units)),
-        (Kind::Sale, _, Some(inner)) => {
+        (Kind::Sale, _, None) if !sold => Some(("sold", mark.sold_units)),
+        (Kind::Sale, _, Some(inner)) if mark.sold_units < inner => {
             let sold_units = mark.sold_units.saturating_add(units).min(inner);
             Some((
                 if sold_units >= inner {
@@ -851,12 +848,22 @@ fn apply(
                 sold_units,
             ))
         }
+        (Kind::Sale, _, _) => None,
         (Kind::Return, _, None) if sold => Some(("available", 0)),
         (Kind::Return, _, Some(_)) if mark.sold_units > 0 => {
             Some(("available", mark.sold_units.saturating_sub(units).max(0)))
         }
         (Kind::Return, _, _) => None,
     };
+    // The units of a pack this item moved: sold by a sale, taken back by a return.
+    let moved = after.and_then(|(_, sold_units)| {
+        inner.map(|_| {
+            sold_units
+                .abs_diff(mark.sold_units)
+                .try_into()
+                .unwrap_or(i64::MAX)
+        })
+    });
 
     if item.truemark_response.is_some() || after.is_some() {
         let change = changes.entry(cis).or_default();
@@ -875,7 +882,7 @@ fn apply(
         item.mark_status_after = Some(status.to_owned());
     }
     item.units_left = inner.map(|inner| inner - mark.sold_units);
-    after.is_some()
+    after.map(|_| moved)
 }
 
 /// Writes every mark's change of a document in one `UPDATE`: ЧЗ's state where ЧЗ answered, and
@@ -1022,7 +1029,7 @@ async fn insert_document(
     request: &DocumentRequest,
     hash: &[u8],
     document: &DocumentAnswer,
-    applied: &[bool],
+    applied: &[Option<Option<i64>>],
 ) -> Result<(), WriteError> {
     let answer = serde_json::to_value(document).map_err(Error::internal)?;
     let mut values: Vec<sea_orm::Value> = vec![
@@ -1057,8 +1064,17 @@ async fn insert_document(
             criteria.into(),
             item.mark_status_before.clone().into(),
             item.mark_status_after.clone().into(),
-            applied.get(item.position).copied().unwrap_or(false).into(),
+            applied
+                .get(item.position)
+                .is_some_and(Option::is_some)
+                .into(),
             quantity.into(),
+            applied
+                .get(item.position)
+                .copied()
+                .flatten()
+                .flatten()
+                .into(),
         ]);
         let params: Vec<String> = (first..=values.len()).map(|n| format!("${n}")).collect();
         rows.push(format!("($1, {})", params.join(", ")));
@@ -1077,7 +1093,7 @@ async fn insert_document(
                          created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)) \
                  INSERT INTO document_items (document_id, position, cis, verdict, criteria, \
-                     status_before, status_after, applied, quantity) \
+                     status_before, status_after, applied, quantity, units_applied) \
                  VALUES {}",
                 rows.join(", ")
             ),
@@ -1104,7 +1120,7 @@ pub async fn void(ctx: &Context<'_>, pos_id: &str) -> Result<DocumentAnswer> {
         .filter(documents::Column::StoreId.eq(ctx.store_id))
         .filter(documents::Column::PosDocumentId.eq(pos_id))
         // Two voids of one sale at once: the second waits, then finds it voided.
-        .lock_exclusive()
+        .lock(sea_orm::sea_query::LockType::NoKeyUpdate)
         .one(&txn)
         .await?
         .ok_or(Error::NotFound("document"))?;
@@ -1123,7 +1139,8 @@ pub async fn void(ctx: &Context<'_>, pos_id: &str) -> Result<DocumentAnswer> {
         ))
         .await?;
         // A whole mark comes back if this sale is still the last thing that happened to it; a
-        // pack sold by the unit gets this sale's units back.
+        // pack sold by the unit gets back the units this sale took, summed over its items
+        // (one keg poured twice on one receipt), whatever happened to it since.
         txn.execute_raw(Statement::from_sql_and_values(
             backend,
             "UPDATE marks SET status = 'available', updated_at = now() \
@@ -1135,10 +1152,11 @@ pub async fn void(ctx: &Context<'_>, pos_id: &str) -> Result<DocumentAnswer> {
         txn.execute_raw(Statement::from_sql_and_values(
             backend,
             "UPDATE marks m SET status = 'available', updated_at = now(), \
-                 sold_units = GREATEST(0, m.sold_units - COALESCE(i.quantity, 1)) \
-             FROM document_items i \
-             WHERE i.document_id = $2 AND i.applied AND m.tenant_id = $1 AND m.cis = i.cis \
-               AND m.inner_unit_count IS NOT NULL",
+                 sold_units = GREATEST(0, m.sold_units - i.units) \
+             FROM (SELECT cis, sum(COALESCE(units_applied, quantity, 1)) AS units \
+                   FROM document_items WHERE document_id = $2 AND applied AND cis IS NOT NULL \
+                   GROUP BY cis) AS i \
+             WHERE m.tenant_id = $1 AND m.cis = i.cis AND m.inner_unit_count IS NOT NULL",
             [ctx.tenant_id.into(), row.id.into()],
         ))
         .await?;

@@ -188,6 +188,8 @@ pub async fn set_status<C: ConnectionTrait>(
             },
         )
         .col_expr(marks::Column::UpdatedAt, Expr::current_timestamp())
+        // The mark no longer stands as that document left it: voiding it changes nothing now.
+        .col_expr(marks::Column::DocumentId, Expr::value(Option::<Uuid>::None))
         .col_expr(
             marks::Column::SoldAt,
             if status == MarkStatus::Sold {

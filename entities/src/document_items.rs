@@ -14,6 +14,8 @@ pub struct Model {
     pub status_after: Option<String>,
     pub applied: bool,
     pub quantity: Option<i64>,
+    /// The units of a pack sold by the unit this item moved; what a void gives back.
+    pub units_applied: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -31,6 +31,7 @@ mod m20261203_000004_documents;
 mod m20261203_000005_partial_sale;
 mod m20261203_000006_audit;
 mod m20261204_000007_audit_append_all;
+mod m20261204_000008_units_applied;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000005_partial_sale::Migration),
             Box::new(m20261203_000006_audit::Migration),
             Box::new(m20261204_000007_audit_append_all::Migration),
+            Box::new(m20261204_000008_units_applied::Migration),
         ]
     }
 }

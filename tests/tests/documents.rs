@@ -719,23 +719,91 @@ async fn voids_of_one_pour_at_once_give_its_volume_back_once() {
     for void in &voids {
         assert_eq!(void.status, 200, "{}", void.text);
     }
-    let sold_units = pos
-        .app
-        .db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT sold_units FROM marks WHERE cis LIKE $1",
-            ["0104607001771230215KEG0002%".into()],
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    let sold_units: i64 = sold_units.try_get("", "sold_units").unwrap();
+    let sold_units = sold_units(&pos, "0104607001771230215KEG0002").await;
     assert_eq!(sold_units, 1000, "only the first pour is still sold");
     let records = pos.app.get("/audit?kind=void", &pos.hq).await;
     assert_eq!(records.status, 200, "{}", records.text);
     let voids = records.json()["items"].as_array().unwrap().len();
     assert_eq!(voids, 1, "one void recorded");
+}
+
+/// The units a keg holds as sold, from the mark base.
+async fn sold_units(pos: &Pos, cis_prefix: &str) -> i64 {
+    let row = pos
+        .app
+        .db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT sold_units FROM marks WHERE cis LIKE $1",
+            [format!("{cis_prefix}%").into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "sold_units").unwrap()
+}
+
+#[tokio::test]
+async fn a_void_gives_back_what_its_pours_took_however_many_and_however_short() {
+    let pos = pos().await;
+    let keg = format!("0104607001771230215KEG0003{GS}93abcd");
+    pos.sandbox
+        .control()
+        .set_code_state(&keg, "groupIds=[15] innerUnitCount=3000 packageType=UNIT")
+        .unwrap();
+    let policy = json!({"preset": "law", "overrides": {"not_enough_left": "warn"}});
+    assert_eq!(pos.app.put("/policy", &pos.hq, &policy).await.status, 200);
+    let first = pos
+        .send("pour-1", "sale", json!([{"code": keg, "quantity": 2500}]))
+        .await;
+    assert_eq!(first.json()["verdict"], "allow", "{}", first.text);
+
+    // Two pours of the keg on one receipt; the second asks for 400 where 200 are left, is let
+    // through by the warning and takes the 200.
+    let both = pos
+        .send(
+            "pour-2",
+            "sale",
+            json!([{"code": keg, "quantity": 300}, {"code": keg, "quantity": 400}]),
+        )
+        .await
+        .json();
+    let emptied = sold_units(&pos, "0104607001771230215KEG0003").await;
+    let void = pos.app.delete("/document/pour-2", &pos.store).await;
+    let after_void = sold_units(&pos, "0104607001771230215KEG0003").await;
+
+    assert_eq!(both["verdict"], "warn", "{both}");
+    assert_eq!(both["items"][1]["units_left"], 0, "{both}");
+    assert_eq!(emptied, 3000);
+    assert_eq!(void.status, 200, "{}", void.text);
+    assert_eq!(
+        after_void, 2500,
+        "the 300 and the 200 taken come back, no more"
+    );
+}
+
+#[tokio::test]
+async fn a_mark_set_by_hand_after_its_sale_stays_as_set_when_the_sale_is_voided() {
+    let pos = pos().await;
+    let code = "04601653035829H;dV)bFABVUdGVz";
+    let sale = pos.sale("s1", code).await;
+    let cis = sale["items"][0]["cis"].as_str().unwrap().to_owned();
+    let by_hand = json!({"cis": cis, "status": "sold"});
+    let set = pos
+        .app
+        .put("/unique_product_stamp", &pos.hq, &by_hand)
+        .await;
+    assert_eq!(set.status, 200, "{}", set.text);
+
+    let void = pos.app.delete("/document/s1", &pos.store).await;
+    let resale = pos.send("s2", "sale", json!([{"code": code}])).await.json();
+
+    assert_eq!(void.status, 200, "{}", void.text);
+    assert_eq!(resale["verdict"], "block", "{resale}");
+    assert_eq!(
+        resale["items"][0]["reasons"][0]["criterion"],
+        "sold_here_before"
+    );
 }
 
 #[tokio::test]
