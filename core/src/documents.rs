@@ -819,10 +819,11 @@ struct MarkChange {
 
 /// Applies one decided item to its mark in `marks`, which the next items see, and notes the
 /// change in `changes`: a sale not blocked sells the mark (a pack sold by the unit once its last
-/// unit is sold), a return not blocked makes a sold mark available; a blocked item, a check, a
-/// sale of a mark already sold (let through by a `warn`) and a pour from an empty keg change
-/// only the ЧЗ state kept. Returns what a void undoes: `None` when the item changed nothing,
-/// else the units it moved of a pack sold by the unit (`None` inside for a whole mark).
+/// unit is sold), a return not blocked makes a sold mark available; a blocked item, a check and
+/// a pour from an empty keg change only the ЧЗ state kept. Returns what a void undoes: `None`
+/// when the item sold or returned nothing (a whole mark already sold, let through by a `warn`,
+/// becomes this sale's all the same), else the units it moved of a pack sold by the unit
+/// (`None` inside for a whole mark).
 fn apply(
     kind: Kind,
     item: &mut ItemAnswer,
@@ -836,7 +837,7 @@ fn apply(
     let sold = mark.status == "sold";
     let after = match (kind, item.verdict, inner) {
         (_, Verdict::Block, _) | (Kind::Check, _, _) => None,
-        (Kind::Sale, _, None) if !sold => Some(("sold", mark.sold_units)),
+        (Kind::Sale, _, None) => Some(("sold", mark.sold_units)),
         (Kind::Sale, _, Some(inner)) if mark.sold_units < inner => {
             let sold_units = mark.sold_units.saturating_add(units).min(inner);
             Some((
@@ -864,6 +865,9 @@ fn apply(
                 .unwrap_or(i64::MAX)
         })
     });
+    // A whole mark sold again (let through by a `warn`) becomes this sale's, so that voiding the
+    // first sale leaves it sold; but this sale did not sell it, so voiding it does nothing.
+    let effective = after.is_some() && !(kind == Kind::Sale && inner.is_none() && sold);
 
     if item.truemark_response.is_some() || after.is_some() {
         let change = changes.entry(cis).or_default();
@@ -882,7 +886,7 @@ fn apply(
         item.mark_status_after = Some(status.to_owned());
     }
     item.units_left = inner.map(|inner| inner - mark.sold_units);
-    after.map(|_| moved)
+    effective.then_some(moved)
 }
 
 /// Writes every mark's change of a document in one `UPDATE`: ЧЗ's state where ЧЗ answered, and
@@ -1145,7 +1149,9 @@ pub async fn void(ctx: &Context<'_>, pos_id: &str) -> Result<DocumentAnswer> {
             backend,
             "UPDATE marks SET status = 'available', updated_at = now() \
              WHERE tenant_id = $1 AND document_id = $2 AND status = 'sold' \
-               AND inner_unit_count IS NULL",
+               AND inner_unit_count IS NULL AND cis IN \
+                 (SELECT cis FROM document_items WHERE document_id = $2 AND applied \
+                      AND cis IS NOT NULL)",
             [ctx.tenant_id.into(), row.id.into()],
         ))
         .await?;
@@ -1153,8 +1159,9 @@ pub async fn void(ctx: &Context<'_>, pos_id: &str) -> Result<DocumentAnswer> {
             backend,
             "UPDATE marks m SET status = 'available', updated_at = now(), \
                  sold_units = GREATEST(0, m.sold_units - i.units) \
-             FROM (SELECT cis, sum(COALESCE(units_applied, quantity, 1)) AS units \
-                   FROM document_items WHERE document_id = $2 AND applied AND cis IS NOT NULL \
+             FROM (SELECT cis, sum(units_applied) AS units \
+                   FROM document_items WHERE document_id = $2 AND applied \
+                       AND units_applied IS NOT NULL \
                    GROUP BY cis) AS i \
              WHERE m.tenant_id = $1 AND m.cis = i.cis AND m.inner_unit_count IS NOT NULL",
             [ctx.tenant_id.into(), row.id.into()],

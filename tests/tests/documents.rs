@@ -782,6 +782,49 @@ async fn a_void_gives_back_what_its_pours_took_however_many_and_however_short() 
     );
 }
 
+/// Sells one mark twice, the second time let through by a `warn`, voids `voided`, and returns
+/// the void's answer and the mark's status after it.
+async fn sold_twice_then_void(voided: &str) -> (Response, String) {
+    let pos = pos().await;
+    let code = "04601653035829H;dV)bFABVUdGVz";
+    let policy = json!({"preset": "law", "overrides": {"sold_here_before": "warn"}});
+    assert_eq!(pos.app.put("/policy", &pos.hq, &policy).await.status, 200);
+    pos.sale("s1", code).await;
+    let again = pos.sale("s2", code).await;
+    assert_eq!(again["verdict"], "warn", "{again}");
+
+    let void = pos
+        .app
+        .delete(&format!("/document/{voided}"), &pos.store)
+        .await;
+
+    let row = pos
+        .app
+        .db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT status FROM marks",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    (void, row.try_get("", "status").unwrap())
+}
+
+#[tokio::test]
+async fn a_mark_sold_twice_under_a_warning_stays_sold_whichever_sale_is_voided() {
+    let (void_first, after_first) = sold_twice_then_void("s1").await;
+    let (void_second, after_second) = sold_twice_then_void("s2").await;
+
+    assert_eq!(void_first.status, 200, "{}", void_first.text);
+    assert_eq!(after_first, "sold", "the second sale, printed, holds it");
+    assert_eq!(void_second.status, 200, "{}", void_second.text);
+    assert_eq!(
+        after_second, "sold",
+        "the first sale, printed, still holds it"
+    );
+}
+
 #[tokio::test]
 async fn a_mark_set_by_hand_after_its_sale_stays_as_set_when_the_sale_is_voided() {
     let pos = pos().await;
