@@ -39,3 +39,43 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
         .map_err(|e| DbErr::Custom(format!("making the evidence partitions: {e:#}")))?;
     Ok(())
 }
+
+/// Binds one row of a multi-row `VALUES` list: appends `row` to `values` and returns the row's
+/// placeholders, `$n, $n+1, …`, the one at position i cast with `casts[i]` where given (as a
+/// `VALUES` list outside an `INSERT` needs for its first row).
+pub fn bind_row<const N: usize>(
+    values: &mut Vec<sea_orm::Value>,
+    row: [sea_orm::Value; N],
+    casts: &[&str],
+) -> String {
+    let first = values.len() + 1;
+    values.extend(row);
+    (0..N)
+        .map(|i| match casts.get(i) {
+            Some(cast) => format!("${}::{cast}", first + i),
+            None => format!("${}", first + i),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bound_row_numbers_its_placeholders_after_the_values_before_it() {
+        let mut values: Vec<sea_orm::Value> = vec![1_i32.into()];
+
+        let plain = bind_row(&mut values, [2_i32.into(), "x".into()], &[]);
+        let cast = bind_row(
+            &mut values,
+            [true.into(), 3_i64.into()],
+            &["bool", "bigint"],
+        );
+
+        assert_eq!(plain, "$2, $3");
+        assert_eq!(cast, "$4::bool, $5::bigint");
+        assert_eq!(values.len(), 5);
+    }
+}

@@ -917,8 +917,7 @@ async fn update_marks(
             Some((status, sold_units, inner)) => (Some(status), Some(sold_units), inner),
             None => (None, None, None),
         };
-        let first = values.len() + 1;
-        values.extend([
+        let row = [
             cis.clone().into(),
             change.truemark_state.is_some().into(),
             change.truemark_state.clone().into(),
@@ -927,19 +926,13 @@ async fn update_marks(
             sold_units.into(),
             inner.into(),
             change.sold_now.into(),
-        ]);
-        let n = |offset: usize| first + offset;
+        ];
+        let casts = [
+            "text", "bool", "jsonb", "text", "text", "bigint", "bigint", "bool",
+        ];
         rows.push(format!(
-            "(${}::text, ${}::bool, ${}::jsonb, ${}::text, ${}::text, ${}::bigint, ${}::bigint, \
-              ${}::bool)",
-            n(0),
-            n(1),
-            n(2),
-            n(3),
-            n(4),
-            n(5),
-            n(6),
-            n(7)
+            "({})",
+            crate::db::bind_row(&mut values, row, &casts)
         ));
     }
     txn.execute_raw(Statement::from_sql_and_values(
@@ -1060,8 +1053,7 @@ async fn insert_document(
             .get(item.position)
             .and_then(|r| r.quantity)
             .map(i64::from);
-        let first = values.len() + 1;
-        values.extend([
+        let row = [
             i32::try_from(item.position).unwrap_or(i32::MAX).into(),
             item.cis.clone().into(),
             item.verdict.as_str().into(),
@@ -1079,9 +1071,11 @@ async fn insert_document(
                 .flatten()
                 .flatten()
                 .into(),
-        ]);
-        let params: Vec<String> = (first..=values.len()).map(|n| format!("${n}")).collect();
-        rows.push(format!("($1, {})", params.join(", ")));
+        ];
+        rows.push(format!(
+            "($1, {})",
+            crate::db::bind_row(&mut values, row, &[])
+        ));
     }
     if rows.is_empty() {
         // `validate` lets no document without items this far.

@@ -93,8 +93,7 @@ pub async fn insert<C: ConnectionTrait>(txn: &C, rows: &[ExchangeRow]) -> Result
     let mut values: Vec<sea_orm::Value> = Vec::with_capacity(rows.len() * 14);
     let mut tuples = Vec::with_capacity(rows.len());
     for row in rows {
-        let first = values.len() + 1;
-        values.extend([
+        let columns = [
             row.id.into(),
             row.tenant_id.into(),
             row.store_id.into(),
@@ -109,9 +108,11 @@ pub async fn insert<C: ConnectionTrait>(txn: &C, rows: &[ExchangeRow]) -> Result
             row.request_body.clone().into(),
             row.answer_body.clone().into(),
             row.error.clone().into(),
-        ]);
-        let params: Vec<String> = (first..=values.len()).map(|n| format!("${n}")).collect();
-        tuples.push(format!("({})", params.join(", ")));
+        ];
+        tuples.push(format!(
+            "({})",
+            crate::db::bind_row(&mut values, columns, &[])
+        ));
     }
     #[derive(FromQueryResult)]
     struct Inserted {
